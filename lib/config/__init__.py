@@ -1,0 +1,140 @@
+"""Configuration: yacs defaults + an experiment yaml + command-line overrides.
+
+    cfg = get_config("experiments/daodixian_seg/seg_hrnet_ocr_w48_epoch48_1209.yaml",
+                     ["TRAIN.LR", "0.02"])
+
+An unknown key, a wrong type or an unreadable file raises `ConfigError` with a one-line
+message naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from yacs.config import CfgNode
+
+from lib.config.defaults import defaults
+
+__all__ = ["ConfigError", "get_config", "config_name", "CfgNode"]
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message that names the key and the source."""
+
+
+def _parse_text(value: Any) -> Any:
+    """Turn command-line text into a Python value the way yacs does ('0.5,1' -> (0.5, 1))."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
+    """Check `value` against the default's type; accept ints for floats and tuples for lists."""
+    value = _parse_text(value)
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        if value is None:
+            return ""
+    elif isinstance(default, (list, tuple)):
+        if isinstance(value, (list, tuple)):
+            return type(default)(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return type(default)([value])  # "TEST.SCALE_LIST 1.0" means [1.0]
+    else:
+        return value
+    raise ConfigError(
+        f"{source}: config key {key} expects {type(default).__name__} "
+        f"(default {default!r}), got {type(value).__name__} {value!r}"
+    )
+
+
+def _unknown_key(key: str, node: CfgNode, prefix: str, source: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(node.keys()), n=1)
+    hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+    return ConfigError(f"{source}: unknown config key {prefix}{key}{hint}")
+
+
+def _merge_dict(node: CfgNode, data: dict, prefix: str, source: str) -> None:
+    """Merge a plain dict into `node`, checking every key and type on the way."""
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in node:
+            if not node.is_new_allowed():
+                raise _unknown_key(key, node, prefix, source)
+            node[key] = CfgNode(value, new_allowed=True) if isinstance(value, dict) else value
+            continue
+        current = node[key]
+        if isinstance(current, CfgNode):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: config key {full} must be a mapping, got {value!r}")
+            _merge_dict(current, value, full + ".", source)
+        elif node.is_new_allowed():
+            node[key] = value
+        else:
+            node[key] = _coerce(full, value, current, source)
+
+
+def _merge_opts(cfg: CfgNode, opts: Sequence[str]) -> None:
+    if len(opts) % 2:
+        raise ConfigError(f"command line: overrides come in KEY VALUE pairs, got {list(opts)!r}")
+    for key, value in zip(opts[0::2], opts[1::2]):
+        *parents, leaf = key.split(".")
+        node, prefix = cfg, ""
+        for part in parents:
+            if part not in node or not isinstance(node[part], CfgNode):
+                raise _unknown_key(part, node, prefix, "command line")
+            node, prefix = node[part], prefix + part + "."
+        if leaf not in node:
+            if not node.is_new_allowed():
+                raise _unknown_key(leaf, node, prefix, "command line")
+            node[leaf] = _parse_text(value)
+        elif isinstance(node[leaf], CfgNode):
+            raise ConfigError(f"command line: config key {key} is a section, not a value")
+        else:
+            node[leaf] = _coerce(key, value, node[leaf], "command line")
+
+
+def get_config(cfg_file: str | Path | None = None, opts: Sequence[str] | None = None) -> CfgNode:
+    """Defaults, then `cfg_file` (yaml, official schema), then `opts` ([KEY, VALUE, ...]); frozen."""
+    cfg = defaults()
+    if cfg_file:
+        path = Path(cfg_file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}:{where} is not valid YAML ({err})".replace("\n", " ")) from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of config keys")
+        _merge_dict(cfg, data, "", str(path))
+    _merge_opts(cfg, list(opts or []))
+    cfg.freeze()
+    return cfg
+
+
+def config_name(cfg_file: str | Path) -> str:
+    """The experiment name used for output folders: the yaml file name without extension."""
+    return Path(cfg_file).name.split(".")[0]

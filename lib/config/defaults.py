@@ -1,0 +1,115 @@
+"""Default configuration: every key of the official experiment schema plus this project's own.
+
+Each key carries a one-line comment. Keys marked "(ours)" do not exist in the official code;
+they default to the official behaviour, so an official yaml file means the same thing here.
+"""
+
+from yacs.config import CfgNode as CN
+
+_C = CN()
+
+_C.OUTPUT_DIR = "output"  # checkpoints go to OUTPUT_DIR/<dataset>/<cfg name>/
+_C.LOG_DIR = "log"  # tensorboard and text logs go to LOG_DIR/<dataset>/<cfg name>_<time>/
+_C.GPUS = (0,)  # kept for old yaml files; the process count comes from torchrun
+_C.WORKERS = 4  # data-loader worker processes per rank
+_C.PRINT_FREQ = 20  # iterations between log lines
+_C.AUTO_RESUME = False  # resume from OUTPUT_DIR/.../checkpoint.pth.tar when it exists
+_C.PIN_MEMORY = True  # pinned host memory for the loaders (used only with CUDA)
+_C.RANK = 0  # kept for old yaml files; the rank comes from the environment
+_C.SEED = 304  # (ours) seed for python, numpy and torch on every rank (rank added)
+_C.DETERMINISTIC = False  # (ours) deterministic algorithms (exact resume on CPU)
+
+_C.CUDNN = CN()
+_C.CUDNN.BENCHMARK = True  # cudnn autotuner
+_C.CUDNN.DETERMINISTIC = False  # deterministic cudnn kernels
+_C.CUDNN.ENABLED = True  # use cudnn at all
+
+_C.MODEL = CN()
+_C.MODEL.NAME = "seg_hrnet"  # seg_hrnet | seg_hrnet_ocr
+_C.MODEL.PRETRAINED = ""  # weights loaded at build time (ImageNet, Cityscapes or our own)
+_C.MODEL.PRETRAINED_SKIP_HEAD = False  # (ours) drop classifier weights whose shape differs
+_C.MODEL.ALIGN_CORNERS = True  # align_corners of every bilinear resize
+_C.MODEL.NUM_OUTPUTS = 1  # 1 for seg_hrnet, 2 ([aux, main]) for seg_hrnet_ocr
+_C.MODEL.CHANNELS_LAST = False  # (ours) run the model in channels_last memory format
+_C.MODEL.EXTRA = CN(new_allowed=True)  # backbone description: FINAL_CONV_KERNEL, STAGE1..4
+_C.MODEL.OCR = CN()
+_C.MODEL.OCR.MID_CHANNELS = 512  # width of the pixel representation fed to OCR
+_C.MODEL.OCR.KEY_CHANNELS = 256  # width of the query/key space of object attention
+_C.MODEL.OCR.DROPOUT = 0.05  # dropout before the OCR classifier
+_C.MODEL.OCR.SCALE = 1  # down-sampling factor inside object attention (1: none)
+
+_C.LOSS = CN()
+_C.LOSS.USE_OHEM = False  # online hard example mining on the main output
+_C.LOSS.OHEMTHRES = 0.9  # OHEM probability threshold
+_C.LOSS.OHEMKEEP = 100000  # OHEM minimum number of kept pixels
+_C.LOSS.CLASS_BALANCE = False  # use the dataset's class weights in the loss
+_C.LOSS.BALANCE_WEIGHTS = [1.0]  # weight of each output, in the model's output order
+_C.LOSS.OHEM_AUX_MEAN = "official"  # (ours) aux term under OHEM: official | weighted
+
+_C.DATASET = CN()
+_C.DATASET.ROOT = "data/"  # root that list-file paths are relative to (with the dataset name)
+_C.DATASET.DATASET = "cityscapes"  # cityscapes | daodixian_seg | list
+_C.DATASET.NUM_CLASSES = 19  # number of classes the model predicts
+_C.DATASET.TRAIN_SET = "list/cityscapes/train.lst"  # training list, relative to ROOT
+_C.DATASET.EXTRA_TRAIN_SET = ""  # list used for the TRAIN.EXTRA_EPOCH phase
+_C.DATASET.TEST_SET = "list/cityscapes/val.lst"  # validation / test list, relative to ROOT
+_C.DATASET.SKIP_BAD_SAMPLES = False  # (ours) skip and count unreadable samples, else fail
+_C.DATASET.CLASS_WEIGHTS = []  # (ours) explicit class weights; empty: the dataset's own
+
+_C.TRAIN = CN()
+_C.TRAIN.FREEZE_LAYERS = ""  # comma-separated name prefixes frozen for FREEZE_EPOCHS
+_C.TRAIN.FREEZE_EPOCHS = -1  # epochs to keep FREEZE_LAYERS frozen (-1: never)
+_C.TRAIN.NONBACKBONE_KEYWORDS = []  # parameter-name parts that get NONBACKBONE_MULT * LR
+_C.TRAIN.NONBACKBONE_MULT = 10  # learning-rate multiplier for those parameters
+_C.TRAIN.IMAGE_SIZE = [1024, 512]  # training crop, width x height
+_C.TRAIN.BASE_SIZE = 2048  # long side before random scaling
+_C.TRAIN.DOWNSAMPLERATE = 1  # label down-sampling factor
+_C.TRAIN.FLIP = True  # random horizontal flip
+_C.TRAIN.MULTI_SCALE = True  # random scale 0.5 + randint(0, SCALE_FACTOR) / 10
+_C.TRAIN.SCALE_FACTOR = 16  # see MULTI_SCALE
+_C.TRAIN.RANDOM_BRIGHTNESS = False  # random brightness shift
+_C.TRAIN.RANDOM_BRIGHTNESS_SHIFT_VALUE = 10  # largest brightness shift, in 0..255 units
+_C.TRAIN.LR_FACTOR = 0.1  # kept for old yaml files (step schedules are not used)
+_C.TRAIN.LR_STEP = [90, 110]  # kept for old yaml files (step schedules are not used)
+_C.TRAIN.LR = 0.01  # base learning rate of the poly schedule
+_C.TRAIN.EXTRA_LR = 0.001  # base learning rate of the EXTRA_EPOCH phase
+_C.TRAIN.OPTIMIZER = "sgd"  # sgd (the official choice) | adamw
+_C.TRAIN.MOMENTUM = 0.9  # SGD momentum
+_C.TRAIN.WD = 0.0001  # weight decay
+_C.TRAIN.NESTEROV = False  # Nesterov momentum
+_C.TRAIN.IGNORE_LABEL = -1  # label value excluded from loss and metrics
+_C.TRAIN.BEGIN_EPOCH = 0  # first epoch
+_C.TRAIN.END_EPOCH = 484  # epochs of the main phase
+_C.TRAIN.EXTRA_EPOCH = 0  # epochs of the extra phase on EXTRA_TRAIN_SET
+_C.TRAIN.RESUME = False  # resume from OUTPUT_DIR/.../checkpoint.pth.tar
+_C.TRAIN.BATCH_SIZE_PER_GPU = 32  # batch size per process
+_C.TRAIN.SHUFFLE = True  # shuffle the training set
+_C.TRAIN.NUM_SAMPLES = 0  # use only the first N training samples (0: all)
+_C.TRAIN.AMP = ""  # (ours) autocast dtype: "" (fp32) | bf16 | fp16 (with a grad scaler)
+_C.TRAIN.PERSISTENT_WORKERS = True  # (ours) keep loader workers alive between epochs
+
+_C.TEST = CN()
+_C.TEST.IMAGE_SIZE = [2048, 1024]  # sliding-window size, width x height
+_C.TEST.BASE_SIZE = 2048  # long side at scale 1.0
+_C.TEST.BATCH_SIZE_PER_GPU = 32  # batch size per process
+_C.TEST.NUM_SAMPLES = 0  # use only the first N test samples (0: all)
+_C.TEST.MODEL_FILE = ""  # weights for tools/test.py (default: final_state.pth)
+_C.TEST.FLIP_TEST = False  # average with the horizontally flipped prediction
+_C.TEST.MULTI_SCALE = False  # kept for old yaml files; SCALE_LIST decides
+_C.TEST.SCALE_LIST = [1.0]  # inference scales relative to BASE_SIZE
+_C.TEST.OUTPUT_INDEX = -1  # which model output is the prediction
+_C.TEST.AMP = ""  # (ours) autocast dtype for inference: "" | bf16 | fp16
+_C.TEST.FOLD_BN = False  # (ours) fold BatchNorm into convolutions for inference
+_C.TEST.WINDOW_BATCH = 4  # (ours) sliding windows evaluated per forward pass
+
+_C.DEBUG = CN()
+_C.DEBUG.DEBUG = False  # kept from the official schema
+_C.DEBUG.SAVE_BATCH_IMAGES_GT = False  # kept from the official schema
+_C.DEBUG.SAVE_BATCH_IMAGES_PRED = False  # kept from the official schema
+_C.DEBUG.SAVE_HEATMAPS_GT = False  # kept from the official schema
+_C.DEBUG.SAVE_HEATMAPS_PRED = False  # kept from the official schema
+
+
+def defaults() -> CN:
+    """A fresh, mutable copy of the defaults."""
+    return _C.clone()
