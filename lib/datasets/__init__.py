@@ -1,0 +1,55 @@
+"""Datasets chosen by DATASET.DATASET through the DATASETS registry, and label/prediction I/O."""
+
+from __future__ import annotations
+
+import os
+
+from yacs.config import CfgNode
+
+from lib.datasets.base import DatasetError, ListDataset
+from lib.datasets.cityscapes import CityscapesDataset
+from lib.datasets.daodixian import PowerLineDataset
+
+__all__ = ["DATASETS", "DatasetError", "build_dataset"]
+
+DATASETS = {
+    "cityscapes": CityscapesDataset,
+    "daodixian_seg": PowerLineDataset,
+    "list": ListDataset,
+}
+_LISTS = {"train": "TRAIN_SET", "extra": "EXTRA_TRAIN_SET", "val": "TEST_SET", "test": "TEST_SET"}
+
+
+def build_dataset(cfg: CfgNode, split: str) -> ListDataset:
+    """The dataset of `split` (train | extra: augmented; val | test: whole images) from `cfg`."""
+    if split not in _LISTS:
+        raise ValueError(f"unknown split {split!r}; expected one of {sorted(_LISTS)}")
+    name = cfg.DATASET.DATASET
+    if name not in DATASETS:
+        raise DatasetError(
+            f"unknown DATASET.DATASET {name!r}; known datasets: {', '.join(sorted(DATASETS))}"
+        )
+    list_key = _LISTS[split]
+    list_file = cfg.DATASET[list_key]
+    if not list_file:
+        raise DatasetError(f"DATASET.{list_key} is empty, so there is no {split!r} list")
+    augment = split in ("train", "extra")
+    return DATASETS[name](
+        root=os.path.join(cfg.DATASET.ROOT, name),
+        list_path=os.path.join(cfg.DATASET.ROOT, list_file),
+        num_classes=cfg.DATASET.NUM_CLASSES,
+        ignore_label=cfg.TRAIN.IGNORE_LABEL,
+        augment=augment,
+        crop_size=tuple(cfg.TRAIN.IMAGE_SIZE),
+        base_size=cfg.TRAIN.BASE_SIZE,
+        multi_scale=cfg.TRAIN.MULTI_SCALE,
+        scale_factor=cfg.TRAIN.SCALE_FACTOR,
+        flip=cfg.TRAIN.FLIP,
+        brightness_shift=cfg.TRAIN.RANDOM_BRIGHTNESS_SHIFT_VALUE
+        if cfg.TRAIN.RANDOM_BRIGHTNESS
+        else 0,
+        downsample_rate=cfg.TRAIN.DOWNSAMPLERATE,
+        reduced_decode=cfg.DATASET.REDUCED_DECODE,
+        class_weights=list(cfg.DATASET.CLASS_WEIGHTS) or None,
+        skip_bad_samples=cfg.DATASET.SKIP_BAD_SAMPLES,
+    )

@@ -1,0 +1,39 @@
+"""Models: a registry from `MODEL.NAME` to builder, and `get_seg_model(cfg)`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from torch import nn
+
+from lib.models.seg_hrnet import SegHRNet, build_seg_hrnet
+from lib.models.seg_hrnet_ocr import SegHRNetOCR, build_seg_hrnet_ocr
+from lib.models.weights import LoadReport, WeightsError, load_weights
+
+logger = logging.getLogger(__name__)
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "seg_hrnet": build_seg_hrnet,
+    "seg_hrnet_ocr": build_seg_hrnet_ocr,
+}
+
+__all__ = ["MODELS", "get_seg_model", "load_weights", "LoadReport", "WeightsError",
+           "SegHRNet", "SegHRNetOCR"]
+
+
+def get_seg_model(cfg, load_pretrained: bool = True) -> nn.Module:
+    """Build `cfg.MODEL.NAME` and load `cfg.MODEL.PRETRAINED` when set and `load_pretrained`."""
+    name = cfg.MODEL.NAME
+    if name not in MODELS:
+        raise ValueError(f"MODEL.NAME {name!r} is not a known model; known: {', '.join(sorted(MODELS))}")
+    try:
+        model = MODELS[name](cfg)
+    except ValueError as err:
+        raise ValueError(f"cannot build {name}: {err}") from None
+    outputs = 2 if name == "seg_hrnet_ocr" else 1
+    if cfg.MODEL.NUM_OUTPUTS != outputs:
+        raise ValueError(f"MODEL.NUM_OUTPUTS is {cfg.MODEL.NUM_OUTPUTS} but {name} has {outputs} output(s)")
+    if load_pretrained and cfg.MODEL.PRETRAINED:
+        load_weights(model, cfg.MODEL.PRETRAINED, skip_head=cfg.MODEL.PRETRAINED_SKIP_HEAD)
+    return model

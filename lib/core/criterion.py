@@ -1,0 +1,126 @@
+"""Losses: weighted cross-entropy and OHEM cross-entropy, summed over the model's outputs.
+
+Both upsample each output bilinearly to the label size first and weight output k by
+`LOSS.BALANCE_WEIGHTS[k]` (for OCR: `[aux, main]`).
+
+OHEM applies to the main (last) output only; the other outputs get plain cross-entropy. How
+that aux term is averaged is `LOSS.OHEM_AUX_MEAN`:
+- "official" (default): what the official training actually optimises. Its aux loss is a
+  per-pixel map (reduction 'none') that the loop averages with `.mean()`, i.e. the mean over
+  ALL pixels of the class-weighted per-pixel loss, ignored pixels counting as 0. Published
+  OHEM results were trained this way.
+- "weighted": the ordinary weighted mean over labelled pixels (what `CrossEntropyLoss` with
+  `reduction='mean'` computes), so the aux term means the same with and without OHEM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _resize_to(score: torch.Tensor, target: torch.Tensor, align_corners: bool) -> torch.Tensor:
+    if score.shape[-2:] != target.shape[-2:]:
+        score = F.interpolate(score, size=target.shape[-2:], mode="bilinear",
+                              align_corners=align_corners)
+    return score
+
+
+def _as_list(outputs) -> list[torch.Tensor]:
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+class SegmentationLoss(nn.Module):
+    """Sum over outputs of `balance_weights[k] * loss_k(upsample(output_k), target)`.
+
+    outputs: a tensor (N, C, h, w) or a list of them; target: (N, H, W) int64 -> scalar.
+    """
+
+    def __init__(self, ignore_label: int, balance_weights: Sequence[float],
+                 class_weights: torch.Tensor | None = None, align_corners: bool = True):
+        super().__init__()
+        self.ignore_label = ignore_label
+        self.balance_weights = [float(w) for w in balance_weights]
+        self.align_corners = align_corners
+        # A buffer so that .to(device) moves it and it is saved as the official `criterion.weight`.
+        self.register_buffer("weight", None if class_weights is None else
+                             torch.as_tensor(class_weights, dtype=torch.float32))
+
+    def forward(self, outputs, target: torch.Tensor) -> torch.Tensor:
+        scores = _as_list(outputs)
+        if len(scores) != len(self.balance_weights):
+            raise ValueError(f"LOSS.BALANCE_WEIGHTS has {len(self.balance_weights)} entries but the "
+                             f"model returned {len(scores)} outputs")
+        last = len(scores) - 1
+        return sum(w * self.term(_resize_to(s.float(), target, self.align_corners), target, k == last)
+                   for k, (w, s) in enumerate(zip(self.balance_weights, scores)))
+
+    def pixel_losses(self, score: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Class-weighted per-pixel cross-entropy (N, H, W); 0 at ignored pixels."""
+        return F.cross_entropy(score, target, weight=self.weight, ignore_index=self.ignore_label,
+                               reduction="none")
+
+    def term(self, score: torch.Tensor, target: torch.Tensor, is_main: bool) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class CrossEntropy(SegmentationLoss):
+    """Weighted cross-entropy with an ignore label, averaged over labelled pixels."""
+
+    def term(self, score, target, is_main):
+        return F.cross_entropy(score, target, weight=self.weight, ignore_index=self.ignore_label)
+
+
+class OhemCrossEntropy(SegmentationLoss):
+    """Online hard example mining on the main output; see the module docstring for the aux term."""
+
+    def __init__(self, ignore_label: int, balance_weights: Sequence[float],
+                 class_weights: torch.Tensor | None = None, align_corners: bool = True,
+                 thresh: float = 0.7, min_kept: int = 100000, aux_mean: str = "official"):
+        super().__init__(ignore_label, balance_weights, class_weights, align_corners)
+        if aux_mean not in ("official", "weighted"):
+            raise ValueError(f"LOSS.OHEM_AUX_MEAN is {aux_mean!r}; known: official, weighted")
+        self.thresh = thresh
+        self.min_kept = max(1, min_kept)
+        self.aux_mean = aux_mean
+
+    def term(self, score, target, is_main):
+        if not is_main:
+            if self.aux_mean == "official":
+                return self.pixel_losses(score, target).mean()
+            return F.cross_entropy(score, target, weight=self.weight, ignore_index=self.ignore_label)
+        return self.ohem(score, target)
+
+    def ohem(self, score: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean loss of the pixels whose true-class probability is below the threshold.
+
+        threshold = max(prob at sorted index min(min_kept, n - 1), thresh), n labelled pixels.
+        """
+        valid = target != self.ignore_label
+        if not valid.any():  # nothing labelled: a zero that still carries the graph
+            return score.sum() * 0.0
+        losses = self.pixel_losses(score, target)[valid]
+        safe_target = torch.where(valid, target, torch.zeros_like(target))
+        prob = F.softmax(score, dim=1).gather(1, safe_target.unsqueeze(1)).squeeze(1)[valid]
+        sorted_prob, order = prob.sort()
+        threshold = max(sorted_prob[min(self.min_kept, sorted_prob.numel() - 1)].item(), self.thresh)
+        hard = losses[order][sorted_prob < threshold]
+        if hard.numel() == 0:  # every pixel exactly at the threshold: nothing is hard
+            return score.sum() * 0.0
+        return hard.mean()
+
+
+def build_criterion(cfg, class_weights: torch.Tensor | None = None) -> SegmentationLoss:
+    """The loss `cfg.LOSS` asks for; `class_weights` usually come from the training dataset."""
+    common = dict(ignore_label=cfg.TRAIN.IGNORE_LABEL, balance_weights=cfg.LOSS.BALANCE_WEIGHTS,
+                  class_weights=class_weights, align_corners=cfg.MODEL.ALIGN_CORNERS)
+    if len(cfg.LOSS.BALANCE_WEIGHTS) != cfg.MODEL.NUM_OUTPUTS:
+        raise ValueError(f"LOSS.BALANCE_WEIGHTS {list(cfg.LOSS.BALANCE_WEIGHTS)} needs one weight "
+                         f"per model output (MODEL.NUM_OUTPUTS = {cfg.MODEL.NUM_OUTPUTS})")
+    if cfg.LOSS.USE_OHEM:
+        return OhemCrossEntropy(**common, thresh=cfg.LOSS.OHEMTHRES, min_kept=cfg.LOSS.OHEMKEEP,
+                                aux_mean=cfg.LOSS.OHEM_AUX_MEAN)
+    return CrossEntropy(**common)

@@ -1,0 +1,35 @@
+"""HRNetV2 segmentation: the four branches upsampled, concatenated and classified per pixel."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lib.models.hrnet import BN_MOMENTUM, HRNetBackbone, init_weights
+
+
+class SegHRNet(HRNetBackbone):
+    """HRNetV2 + a 1x1 conv/BN/ReLU/classifier head (`last_layer`).
+
+    forward: (N, 3, H, W) -> logits (N, num_classes, H/4, W/4).
+    """
+
+    def __init__(self, extra, num_classes: int, align_corners: bool = True):
+        super().__init__(extra, align_corners)
+        width = sum(self.out_channels)
+        kernel = int(extra.get("FINAL_CONV_KERNEL", 1))
+        self.last_layer = nn.Sequential(
+            nn.Conv2d(width, width, 1),
+            nn.BatchNorm2d(width, momentum=BN_MOMENTUM),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, num_classes, kernel, padding=1 if kernel == 3 else 0),
+        )
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last_layer(self.concat_features(x))
+
+
+def build_seg_hrnet(cfg) -> SegHRNet:
+    """`seg_hrnet` from a config."""
+    return SegHRNet(cfg.MODEL.EXTRA, cfg.DATASET.NUM_CLASSES, cfg.MODEL.ALIGN_CORNERS)

@@ -1,0 +1,77 @@
+"""Losses beyond the fixture: OHEM aux-term choices, edge cases, configuration errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lib.config import get_config
+from lib.core.criterion import CrossEntropy, OhemCrossEntropy, build_criterion
+
+
+def _data(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    scores = [torch.randn(2, 3, 4, 5, generator=g) for _ in range(2)]
+    target = torch.randint(0, 3, (2, 8, 10), generator=g)
+    target[0, :2] = 255
+    return scores, target
+
+
+def test_single_output_tensor_and_upsampling():
+    scores, target = _data()
+    loss = CrossEntropy(255, [1.0])(scores[1], target)
+    up = F.interpolate(scores[1], size=(8, 10), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(loss, F.cross_entropy(up, target, ignore_index=255))
+
+
+def test_ohem_aux_term_official_vs_weighted_mean():
+    scores, target = _data()
+    w = torch.tensor([0.5, 1.0, 2.0])
+    up = F.interpolate(scores[0], size=(8, 10), mode="bilinear", align_corners=True)
+    per_pixel = F.cross_entropy(up, target, weight=w, ignore_index=255, reduction="none")
+    official = OhemCrossEntropy(255, [0.4, 1], w, thresh=0.9, min_kept=10, aux_mean="official")
+    weighted = OhemCrossEntropy(255, [0.4, 1], w, thresh=0.9, min_kept=10, aux_mean="weighted")
+    torch.testing.assert_close(official.term(up, target, False), per_pixel.mean())
+    valid = target != 255
+    torch.testing.assert_close(weighted.term(up, target, False),
+                               per_pixel[valid].sum() / w[target[valid]].sum())
+    # same main term either way; totals differ only through the aux term
+    main_up = F.interpolate(scores[1], size=(8, 10), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(official.ohem(main_up, target), weighted.ohem(main_up, target))
+    assert not torch.isclose(official(scores, target), weighted(scores, target))
+
+
+def test_ohem_keeps_at_least_min_kept_hardest_pixels():
+    scores, target = _data(1)
+    crit = OhemCrossEntropy(255, [1.0], thresh=0.0, min_kept=7)
+    up = F.interpolate(scores[1], size=(8, 10), mode="bilinear", align_corners=True)
+    valid = target != 255
+    prob = F.softmax(up, 1).gather(1, target.clamp(max=2).unsqueeze(1)).squeeze(1)[valid]
+    losses = F.cross_entropy(up, target, ignore_index=255, reduction="none")[valid]
+    order = prob.argsort()
+    # threshold is the 8th smallest probability: exactly the 7 hardest pixels are kept
+    torch.testing.assert_close(crit.ohem(up, target), losses[order[:7]].mean())
+
+
+def test_ohem_with_every_pixel_ignored_is_zero_not_nan():
+    scores, target = _data()
+    target[:] = 255
+    score = scores[1].clone().requires_grad_()
+    loss = OhemCrossEntropy(255, [1.0], min_kept=5)(score, target)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert score.grad is not None
+
+
+def test_build_criterion_checks_balance_weights_and_picks_ohem():
+    cfg = get_config(None, ["MODEL.NAME", "seg_hrnet_ocr", "MODEL.NUM_OUTPUTS", "2"])
+    with pytest.raises(ValueError, match=r"LOSS.BALANCE_WEIGHTS \[1.0\] needs one weight per model output"):
+        build_criterion(cfg)
+    cfg = get_config(None, ["MODEL.NUM_OUTPUTS", "2", "LOSS.BALANCE_WEIGHTS", "[0.4, 1]",
+                            "LOSS.USE_OHEM", "True", "TRAIN.IGNORE_LABEL", "255"])
+    crit = build_criterion(cfg, torch.tensor([1.0, 2.0]))
+    assert isinstance(crit, OhemCrossEntropy) and crit.ignore_label == 255
+    assert torch.equal(crit.weight, torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="OHEM_AUX_MEAN"):
+        build_criterion(get_config(None, ["LOSS.USE_OHEM", "True", "LOSS.OHEM_AUX_MEAN", "median"]))
