@@ -1,0 +1,143 @@
+"""Official Cityscapes-style multi-scale, flip and sliding-window inference, batched.
+
+One function replaces the per-dataset copies of the official code. Semantics (fixture README):
+for each scale the image is resized with cv2 INTER_LINEAR so its long side is
+int(base_size * scale + 0.5); scales <= 1 run on the whole image, larger ones slide a
+crop-size window with stride = crop size (windows past the border shifted back inside) and
+average overlapping window predictions. A network call takes output `output_index`, upsamples
+it bilinearly to its input size, averages with the flipped prediction when `flip` is on, and
+returns exp() of that. Each scale is upsampled to the original size and the scales are summed.
+
+Memory stays bounded for large photos: the network sees at most `window_batch` crops (or the
+whole image resized to base_size * scale) at a time, and only the running sum over scales is
+kept at the original resolution.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+AMP_DTYPES = {"": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resize_long_side(image: np.ndarray, long_size: int) -> np.ndarray:
+    """Official `multi_scale_aug` without cropping: an HWC float image to long side `long_size`."""
+    h, w = image.shape[:2]
+    if h > w:
+        new_h, new_w = long_size, int(w * long_size / h + 0.5)
+    else:
+        new_w, new_h = long_size, int(h * long_size / w + 0.5)
+    return cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+
+
+def sliding_windows(
+    height: int, width: int, crop_h: int, crop_w: int
+) -> list[tuple[int, int, int, int]]:
+    """(h0, h1, w0, w1) of the official window grid: stride = crop, last windows shifted inside."""
+    rows = int(math.ceil((height - crop_h) / crop_h)) + 1
+    cols = int(math.ceil((width - crop_w) / crop_w)) + 1
+    boxes = []
+    for r in range(max(rows, 1)):
+        for c in range(max(cols, 1)):
+            h1 = min(r * crop_h + crop_h, height)
+            w1 = min(c * crop_w + crop_w, width)
+            boxes.append((max(h1 - crop_h, 0), h1, max(w1 - crop_w, 0), w1))
+    return boxes
+
+
+def predict(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    flip: bool,
+    align_corners: bool = True,
+    output_index: int = -1,
+    amp: str = "",
+) -> torch.Tensor:
+    """Official `inference` for a batch: (N, 3, h, w) -> exp of the (flip-averaged) logits (N, C, h, w).
+
+    With `flip` the image and its mirror go through the network in one batch.
+    """
+    n, size = images.shape[0], images.shape[-2:]
+    batch = torch.cat([images, images.flip(-1)]) if flip else images
+    dtype = AMP_DTYPES[amp]
+    ctx = torch.autocast(batch.device.type, dtype=dtype) if dtype is not None else nullcontext()
+    with ctx:
+        out = model(batch)
+    if isinstance(out, (list, tuple)):
+        out = out[output_index]
+    out = F.interpolate(out.float(), size=size, mode="bilinear", align_corners=align_corners)
+    if flip:
+        out = (out[:n] + out[n:].flip(-1)) * 0.5
+    return out.exp()
+
+
+def _device_of(model: nn.Module, fallback: torch.device) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else fallback
+
+
+@torch.no_grad()
+def multi_scale_inference(
+    model: nn.Module,
+    image: torch.Tensor,
+    *,
+    num_classes: int,
+    scales: Sequence[float],
+    flip: bool,
+    base_size: int,
+    crop_size: Sequence[int],
+    align_corners: bool = True,
+    output_index: int = -1,
+    window_batch: int = 4,
+    amp: str = "",
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> torch.Tensor:
+    """Sum over `scales` of the official per-scale prediction, on the model's device.
+
+    image: normalised (1, 3, H, W) float tensor (any device); crop_size: (h, w).
+    Returns (1, num_classes, H, W) float32 (exp-logits summed over scales, as officially).
+    The model is expected to be in eval mode.
+    """
+    if image.dim() != 4 or image.shape[0] != 1:
+        raise ValueError(
+            f"multi_scale_inference expects a (1, 3, H, W) image, got {tuple(image.shape)}"
+        )
+    device = _device_of(model, image.device)
+    _, _, ori_h, ori_w = image.shape
+    crop_h, crop_w = int(crop_size[0]), int(crop_size[1])
+    hwc = image[0].permute(1, 2, 0).float().cpu().numpy()
+    final = torch.zeros((1, num_classes, ori_h, ori_w), device=device)
+    kwargs = dict(flip=flip, align_corners=align_corners, output_index=output_index, amp=amp)
+
+    for scale in scales:
+        scaled = resize_long_side(hwc, int(base_size * scale + 0.5))
+        height, width = scaled.shape[:2]
+        x = torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))[None].to(device)
+        x = x.contiguous(memory_format=memory_format)
+        if scale <= 1.0:
+            preds = predict(model, x, **kwargs)
+        else:
+            preds = torch.zeros((1, num_classes, height, width), device=device)
+            count = torch.zeros((1, 1, height, width), device=device)
+            boxes = sliding_windows(height, width, crop_h, crop_w)
+            for start in range(0, len(boxes), max(1, window_batch)):
+                group = boxes[start : start + max(1, window_batch)]
+                # windows of one batch must share a size; they all do unless the image is
+                # smaller than the crop, where there is a single window anyway
+                crops = torch.cat([x[:, :, h0:h1, w0:w1] for h0, h1, w0, w1 in group])
+                out = predict(model, crops, **kwargs)
+                for k, (h0, h1, w0, w1) in enumerate(group):
+                    preds[:, :, h0:h1, w0:w1] += out[k : k + 1]
+                    count[:, :, h0:h1, w0:w1] += 1
+            preds /= count
+        final += F.interpolate(preds, (ori_h, ori_w), mode="bilinear", align_corners=align_corners)
+    return final

@@ -1,0 +1,110 @@
+"""Checkpoint files in the official layout, written atomically.
+
+`OUTPUT_DIR/<dataset>/<cfg name>/` holds
+- `checkpoint.pth.tar`: {epoch, best_mIoU, state_dict, optimizer} as officially, plus what an
+  exact resume needs (iteration, scaler, rng states of every rank);
+- `best.pth`, `final_state.pth`: a bare state dict.
+State dicts use the official `FullModel` naming: `model.<param>` for the network and
+`loss.<buffer>` for the criterion, so the official `tools/test.py` (which strips 6 characters)
+and resume (strict load into FullModel) read our files, and we read theirs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+MODEL_PREFIX = "model."
+LOSS_PREFIX = "loss."
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, fsync, then os.replace onto `path`.
+
+    A kill at any moment leaves either the previous complete file or the new one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def official_state_dict(model: nn.Module, criterion: nn.Module | None = None) -> dict:
+    """The state dict the official `FullModel(model, loss)` would save: `model.*` and `loss.*`."""
+    state = {MODEL_PREFIX + k: v for k, v in model.state_dict().items()}
+    if criterion is not None:
+        state.update({LOSS_PREFIX + k: v for k, v in criterion.state_dict().items()})
+    return state
+
+
+def model_state_dict(obj: dict) -> dict:
+    """The network's weights from any of our or the official files, without prefixes.
+
+    Accepts a bare state dict or a dict with `state_dict`; drops `loss.*` entries and strips a
+    `model.` / `module.` prefix (DDP and FullModel, in either order).
+    """
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+    out = {}
+    for key, value in state.items():
+        if key.startswith(LOSS_PREFIX):
+            continue
+        for prefix in ("module.", MODEL_PREFIX, "module."):
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+        out[key] = value
+    return out
+
+
+def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """torch.load with weights_only=True; a missing or unreadable file names the path."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint file not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # a truncated or foreign file
+        raise RuntimeError(f"{path}: cannot read checkpoint ({err})") from err
+
+
+def _numpy_state() -> tuple:
+    # weights_only loads refuse NumPy arrays: keep the key vector as a tensor
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)
+
+
+def rng_state() -> dict:
+    """Python, NumPy and torch (CPU and current CUDA device) generator states of this process."""
+    state = {
+        "python": random.getstate(),
+        "numpy": _numpy_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state` returned (after a weights_only load, so types are rebuilt)."""
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"].cpu())
