@@ -59,3 +59,12 @@ def test_w48_ocr_runs_on_cpu_at_cityscapes_size_with_official_cost():
     assert count_parameters(model) == pytest.approx(70.37e6, rel=1e-3)
     # the forward pass inside the FLOP counter is the CPU run; the official model does ~649 GFLOPs
     assert count_gflops(model, 512, 1024) == pytest.approx(649, rel=0.01)
+
+
+def test_sync_batchnorm_conversion_keeps_state_dict_names():
+    cfg = get_config(S1, ["MODEL.PRETRAINED", "", "DATASET.NUM_CLASSES", "2"])
+    model = get_seg_model(cfg)
+    names = {k: v.shape for k, v in model.state_dict().items()}
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules())
+    assert {k: v.shape for k, v in synced.state_dict().items()} == names
