@@ -1,0 +1,289 @@
+"""List-file segmentation dataset with the official augmentation (the generic "list" dataset).
+
+A list file holds one sample per line, ``image_path<whitespace>label_path`` (test lists: the
+image only), with paths relative to ``<DATASET.ROOT>/<DATASET.DATASET>``. Subclasses only say
+how raw label values map to class ids (`label_map`) and which class weights they publish.
+
+Training samples follow the official ``gen_sample``: random scale ``0.5 + randint(0, SF) / 10``
+of ``BASE_SIZE`` on the long side (image bilinear, label nearest), zero padding of the image
+(before normalisation, as the official code pads) and ignore padding of the label up to the
+crop, a random crop of ``TRAIN.IMAGE_SIZE`` (width, height), an optional brightness shift,
+ImageNet normalisation of RGB, a random horizontal flip and label down-sampling.
+Evaluation samples are the whole image and label at full resolution.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from lib.datasets.decode import DecodeError, decode_image, decode_label, image_size, read_bytes
+from lib.datasets.decode import target_size as scaled_size
+
+__all__ = ["DatasetError", "ListDataset", "MEAN", "STD"]
+
+logger = logging.getLogger(__name__)
+
+MEAN = (0.485, 0.456, 0.406)  # ImageNet, RGB
+STD = (0.229, 0.224, 0.225)
+
+
+class DatasetError(ValueError):
+    """A bad list file or sample; the message names the list file, line and path."""
+
+
+class ListDataset(torch.utils.data.Dataset):
+    """Any N-class data: label values are class ids in [0, num_classes) or the ignore label.
+
+    Items are ``(image (3, H, W) float32, label (H, W) int64, size np.array([H, W]), name)``.
+    """
+
+    label_map: dict[int, int] | None = None  # raw label value -> class id; None: identity
+    default_class_weights: tuple[float, ...] | None = None
+    expected_num_classes: int | None = None
+
+    def __init__(
+        self,
+        root: str | Path,
+        list_path: str | Path,
+        num_classes: int,
+        ignore_label: int = -1,
+        *,
+        augment: bool = False,
+        crop_size: tuple[int, int] = (1024, 512),
+        base_size: int = 2048,
+        multi_scale: bool = True,
+        scale_factor: int = 16,
+        flip: bool = True,
+        brightness_shift: int = 0,
+        downsample_rate: int = 1,
+        reduced_decode: bool = True,
+        class_weights: list[float] | tuple[float, ...] | None = None,
+        skip_bad_samples: bool = False,
+    ) -> None:
+        """`root`: folder the list paths are relative to; `crop_size`: (width, height)."""
+        if self.expected_num_classes is not None and num_classes != self.expected_num_classes:
+            raise DatasetError(
+                f"{type(self).__name__} has {self.expected_num_classes} classes, "
+                f"but DATASET.NUM_CLASSES is {num_classes}"
+            )
+        self.root = Path(root)
+        self.list_path = Path(list_path)
+        self.num_classes = num_classes
+        self.ignore_label = ignore_label
+        self.augment = augment
+        self.crop_w, self.crop_h = int(crop_size[0]), int(crop_size[1])
+        self.base_size = base_size
+        self.multi_scale = multi_scale
+        self.scale_factor = scale_factor
+        self.flip = flip
+        self.brightness_shift = brightness_shift
+        self.downsample_rate = downsample_rate
+        self.reduced_decode = reduced_decode
+        self.skip_bad_samples = skip_bad_samples
+        self.bad_samples = 0  # samples skipped in this process (with a warning each)
+        self.class_weights = self._class_weights(class_weights)
+        self._allowed, self._lut = self._build_lut()
+        self.items, self.has_labels = self._read_list()
+        if augment and not self.has_labels:
+            raise DatasetError(f"{self.list_path}: a training list needs labels on every line")
+
+    # ---- construction -------------------------------------------------------------------
+
+    def label_mapping(self) -> dict[int, int] | None:
+        """Raw label value -> class id (or the ignore label); None: values are class ids."""
+        return self.label_map
+
+    def _class_weights(self, given: Any) -> torch.Tensor | None:
+        weights = list(given) if given else self.default_class_weights
+        if weights is None:
+            return None
+        if len(weights) != self.num_classes:
+            raise DatasetError(
+                f"class weights have {len(weights)} values for {self.num_classes} classes: {list(weights)}"
+            )
+        return torch.tensor(weights, dtype=torch.float32)
+
+    def _build_lut(self) -> tuple[np.ndarray, np.ndarray]:
+        """(allowed raw values as a bool table, raw value -> class id table); 256 entries for uint8."""
+        mapping = self.label_mapping() or {v: v for v in range(self.num_classes)}
+        if self.ignore_label >= 0:
+            mapping = {self.ignore_label: self.ignore_label, **mapping}  # raw ignore stays ignored
+        size = max(256, max(mapping) + 1)
+        allowed = np.zeros(size, dtype=bool)
+        lut = np.full(size, self.ignore_label, dtype=np.int64)
+        for raw, cls in mapping.items():
+            if raw >= 0:
+                allowed[raw], lut[raw] = True, cls
+        return allowed, lut
+
+    def _read_list(self) -> tuple[list[dict], bool]:
+        try:
+            lines = self.list_path.read_text(encoding="utf-8").splitlines()
+        except OSError as err:
+            raise DatasetError(
+                f"{self.list_path}: cannot read list file ({err.strerror or err})"
+            ) from None
+        base = self.root
+        items, fields_seen = [], set()
+        for number, line in enumerate(lines, start=1):
+            parts = line.split()
+            if not parts or line.lstrip().startswith("#"):
+                continue
+            where = f"{self.list_path}:{number}"
+            if len(parts) > 2:
+                raise DatasetError(
+                    f"{where}: expected 'image_path label_path' or 'image_path', got {len(parts)} fields: {line.strip()!r}"
+                )
+            fields_seen.add(len(parts))
+            item = {
+                "image": base / parts[0],
+                "label": base / parts[1] if len(parts) == 2 else None,
+                "name": Path(parts[0]).stem,
+                "where": where,
+            }
+            missing = [
+                p for p in (item["image"], item["label"]) if p is not None and not p.is_file()
+            ]
+            if missing:
+                message = f"{where}: file not found: {missing[0]}"
+                if not self.skip_bad_samples:
+                    raise DatasetError(message)
+                self.bad_samples += 1
+                logger.warning("skipping sample: %s", message)
+                continue
+            items.append(item)
+        if len(fields_seen) > 1:
+            raise DatasetError(f"{self.list_path}: some lines have a label path and some do not")
+        if not items:
+            raise DatasetError(
+                f"{self.list_path}: no samples (empty list file or every line skipped)"
+            )
+        return items, fields_seen == {2}
+
+    # ---- samples --------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, str]:
+        for attempt in range(len(self.items)):
+            item = self.items[(index + attempt) % len(self.items)]
+            try:
+                return self.load(item)
+            except (DatasetError, DecodeError) as err:
+                if not self.skip_bad_samples:
+                    raise DatasetError(f"{item['where']}: {err}") from None
+                self.bad_samples += 1
+                logger.warning(
+                    "skipping bad sample %s: %s (%d skipped so far)",
+                    item["where"],
+                    err,
+                    self.bad_samples,
+                )
+        raise DatasetError(f"{self.list_path}: every sample is unreadable")
+
+    def load(self, item: dict) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, str]:
+        """Read, check and transform one list item."""
+        data = read_bytes(item["image"])
+        width, height = image_size(data, item["image"])
+        raw = None
+        if item["label"] is not None:
+            raw = decode_label(item["label"])
+            if raw.shape != (height, width):
+                raise DatasetError(
+                    f"label {item['label']} is {raw.shape[1]}x{raw.shape[0]} but image "
+                    f"{item['image']} is {width}x{height}"
+                )
+            self._check_values(raw, item["label"])
+        size = np.array([height, width])
+        if not self.augment:
+            image = decode_image(item["image"], data=data)
+            label = (
+                self._map(raw)
+                if raw is not None
+                else np.full((height, width), self.ignore_label, np.int64)
+            )
+            return self._normalise(image), torch.from_numpy(label), size, item["name"]
+        image, label = self._augment(item, data, width, height, raw)
+        return (
+            self._normalise(image),
+            torch.from_numpy(np.ascontiguousarray(label, dtype=np.int64)),
+            size,
+            item["name"],
+        )
+
+    def _check_values(self, raw: np.ndarray, path: Path) -> None:
+        if raw.dtype == np.uint8:
+            present = np.flatnonzero(cv2.calcHist([raw], [0], None, [256], [0, 256]).ravel())
+        else:
+            present = np.unique(raw)
+        bad = [int(v) for v in present if v < 0 or v >= len(self._allowed) or not self._allowed[v]]
+        if bad:
+            raise DatasetError(
+                f"label {path} has values {bad[:8]} outside [0, {self.num_classes}) "
+                f"and not the ignore label {self.ignore_label}"
+            )
+
+    def _map(self, raw: np.ndarray) -> np.ndarray:
+        return self._lut[raw]
+
+    def _augment(self, item: dict, data: np.ndarray, width: int, height: int, raw: np.ndarray):
+        """The official gen_sample on a decoded-once image: scale, pad+crop, brightness, flip."""
+        if self.multi_scale:
+            rand_scale = 0.5 + random.randint(0, self.scale_factor) / 10.0
+            size = scaled_size(width, height, int(self.base_size * rand_scale + 0.5))
+            if self.reduced_decode:
+                image = decode_image(item["image"], size, data=data)
+            else:
+                image = cv2.resize(
+                    decode_image(item["image"], data=data), size, interpolation=cv2.INTER_LINEAR
+                )
+            raw = cv2.resize(raw, size, interpolation=cv2.INTER_NEAREST)
+        else:
+            image = decode_image(item["image"], data=data)
+        image, label = self._random_crop(image, raw)
+        if self.brightness_shift and random.random() >= 0.5:
+            shift = random.randint(-self.brightness_shift, self.brightness_shift)
+            image = np.clip(image.astype(np.int16) + shift, 0, 255).astype(np.uint8)
+        if self.flip and random.randint(0, 1):
+            image, label = image[:, ::-1], label[:, ::-1]
+        if self.downsample_rate != 1:
+            rate = 1.0 / self.downsample_rate
+            label = cv2.resize(
+                np.ascontiguousarray(label, dtype=np.int32),
+                None,
+                fx=rate,
+                fy=rate,
+                interpolation=cv2.INTER_NEAREST,
+            )
+        return image, label
+
+    def _random_crop(self, image: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pad (image 0, label ignore) to the crop size and crop at random, as rand_crop does."""
+        h, w = raw.shape
+        x = random.randint(0, max(w, self.crop_w) - self.crop_w)
+        y = random.randint(0, max(h, self.crop_h) - self.crop_h)
+        sub_image = image[y : y + self.crop_h, x : x + self.crop_w]
+        sub_label = self._map(raw[y : y + self.crop_h, x : x + self.crop_w])
+        if sub_label.shape == (self.crop_h, self.crop_w):
+            return sub_image, sub_label
+        out_image = np.zeros((self.crop_h, self.crop_w, 3), np.uint8)
+        out_label = np.full((self.crop_h, self.crop_w), self.ignore_label, np.int64)
+        sh, sw = sub_label.shape
+        out_image[:sh, :sw], out_label[:sh, :sw] = sub_image, sub_label
+        return out_image, out_label
+
+    @staticmethod
+    def _normalise(image: np.ndarray) -> torch.Tensor:
+        """RGB uint8 (H, W, 3) -> float32 (3, H, W), ImageNet mean/std."""
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+        mean = torch.tensor(MEAN).view(3, 1, 1)
+        std = torch.tensor(STD).view(3, 1, 1)
+        return tensor.sub_(mean).div_(std).contiguous()

@@ -1,0 +1,220 @@
+"""A generated power-line dataset: aerial-like photos with catenary wires, and their polygons.
+
+Each image (default 960x540, 16:9 like the real 5472x3078 photos) gets a textured background
+(field patches, tree clumps, roads, noise), 2-5 spans of 1-3 parallel catenary wires 3-8 px
+wide whose contrast varies but stays visible, and now and then a lattice tower or a short
+straight clutter line (not a wire). The wires are drawn from the same polygons that go into
+ONE annotation-platform JSON, so labels rasterised from it line up with the pixels.
+Everything is deterministic from the seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lib.datasets.annotations import write_platform_json
+
+__all__ = ["background", "catenary", "wire_polygon", "make_image", "generate"]
+
+
+def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """An aerial-like RGB uint8 (height, width, 3) texture: fields, trees, roads and noise."""
+    earth = np.array(
+        [
+            [92, 110, 60],
+            [120, 130, 75],
+            [140, 120, 90],
+            [105, 95, 70],
+            [160, 150, 115],
+            [75, 95, 55],
+        ],
+        np.float32,
+    )
+    image = np.empty((height, width, 3), np.float32)
+    image[:] = earth[rng.integers(0, len(earth))]
+    # Field patches: random quadrilaterals in earthy tones, edges softened afterwards.
+    for _ in range(rng.integers(8, 20)):
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        size = rng.uniform(0.1, 0.4) * width
+        angle = rng.uniform(0, np.pi)
+        corners = [
+            (
+                cx + size * np.cos(angle + a) * rng.uniform(0.6, 1.0),
+                cy + size * np.sin(angle + a) * rng.uniform(0.3, 0.7),
+            )
+            for a in (0, np.pi / 2, np.pi, 3 * np.pi / 2)
+        ]
+        colour = earth[rng.integers(0, len(earth))] + rng.normal(0, 10, 3)
+        cv2.fillPoly(image, [np.asarray(corners, np.int32)], tuple(float(v) for v in colour))
+    image = cv2.GaussianBlur(image, (0, 0), 3)
+    # Tree clumps: dark green blobs.
+    for _ in range(rng.integers(10, 60)):
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        radius = int(rng.integers(4, 25))
+        colour = (rng.uniform(20, 60), rng.uniform(50, 100), rng.uniform(20, 50))
+        cv2.circle(image, centre, radius, colour, -1, cv2.LINE_AA)
+    # Roads: a few wide, light, slightly curved strokes.
+    for _ in range(rng.integers(0, 3)):
+        pts = np.stack([np.linspace(-50, width + 50, 6), rng.uniform(0, height, 6)], axis=1)
+        if rng.random() < 0.5:
+            pts = np.stack([rng.uniform(0, width, 6), np.linspace(-50, height + 50, 6)], axis=1)
+        grey = float(rng.uniform(120, 190))
+        cv2.polylines(
+            image,
+            [pts.astype(np.int32)],
+            False,
+            (grey, grey, grey),
+            int(rng.integers(12, 30)),
+            cv2.LINE_AA,
+        )
+    # Fine texture and sensor noise.
+    texture = cv2.GaussianBlur(
+        rng.normal(0, 12, size=(height, width)).astype(np.float32), (0, 0), 1.5
+    )
+    image += texture[..., None] + rng.normal(0, 4, size=(height, width, 3)).astype(np.float32)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def catenary(p0: np.ndarray, p1: np.ndarray, sag: float, n: int = 64) -> np.ndarray:
+    """(n, 2) points from p0 to p1 sagging by `sag` pixels (perpendicular, cosh-shaped)."""
+    t = np.linspace(0.0, 1.0, n)
+    line = p0[None] + t[:, None] * (p1 - p0)[None]
+    direction = (p1 - p0) / max(np.linalg.norm(p1 - p0), 1e-6)
+    normal = np.array([-direction[1], direction[0]])
+    if normal[1] < 0:
+        normal = -normal  # sag downwards in the picture
+    c = 2.0
+    shape = (np.cosh(c) - np.cosh(c * (2 * t - 1))) / (
+        np.cosh(c) - 1
+    )  # 0 at the ends, 1 in the middle
+    return line + sag * shape[:, None] * normal[None]
+
+
+def wire_polygon(centre: np.ndarray, width: float) -> np.ndarray:
+    """The outline of a wire of `width` pixels along the (n, 2) centre line: (2n, 2) points."""
+    tangent = np.gradient(centre, axis=0)
+    tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-6)
+    normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
+    half = width / 2.0
+    return np.concatenate([centre + half * normal, (centre - half * normal)[::-1]])
+
+
+def _edge_point(rng: np.random.Generator, width: int, height: int, side: int) -> np.ndarray:
+    """A point slightly outside the image on side 0 (left), 1 (top), 2 (right) or 3 (bottom)."""
+    m = 20.0
+    if side == 0:
+        return np.array([-m, rng.uniform(0, height)])
+    if side == 2:
+        return np.array([width + m, rng.uniform(0, height)])
+    if side == 1:
+        return np.array([rng.uniform(0, width), -m])
+    return np.array([rng.uniform(0, width), height + m])
+
+
+def _tower(rng: np.random.Generator, image: np.ndarray) -> None:
+    """A small lattice tower seen from above: thin dark lines, not labelled as wire."""
+    height, width = image.shape[:2]
+    cx, cy = rng.uniform(0.1, 0.9) * width, rng.uniform(0.1, 0.9) * height
+    s = rng.uniform(15, 35)
+    square = np.array([[cx - s, cy - s], [cx + s, cy - s], [cx + s, cy + s], [cx - s, cy + s]])
+    colour = tuple(float(v) for v in rng.uniform(30, 80, 3))
+    cv2.polylines(image, [square.astype(np.int32)], True, colour, 2, cv2.LINE_AA)
+    for a, b in ((0, 2), (1, 3)):
+        cv2.line(
+            image,
+            tuple(square[a].astype(int)),
+            tuple(square[b].astype(int)),
+            colour,
+            1,
+            cv2.LINE_AA,
+        )
+
+
+def make_image(
+    rng: np.random.Generator, width: int = 960, height: int = 540
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One synthetic photo (RGB uint8) and its wire polygons in pixels, each (N, 2)."""
+    image = background(rng, width, height)
+    if rng.random() < 0.3:
+        _tower(rng, image)
+    if rng.random() < 0.4:  # straight clutter (a fence or a ditch): thin but not a wire
+        a, b = _edge_point(rng, width, height, 0), _edge_point(rng, width, height, 2)
+        a[0], b[0] = rng.uniform(0, width / 2), rng.uniform(width / 2, width)
+        cv2.line(
+            image,
+            tuple(a.astype(int)),
+            tuple(b.astype(int)),
+            tuple(float(v) for v in rng.uniform(40, 90, 3)),
+            2,
+        )
+    polygons = []
+    scale = min(width, height) / 540.0
+    for _ in range(rng.integers(2, 6)):
+        side = int(rng.integers(0, 2))
+        p0 = _edge_point(rng, width, height, side)
+        p1 = _edge_point(rng, width, height, side + 2)
+        sag = rng.uniform(0, 0.12) * np.linalg.norm(p1 - p0)
+        direction = (p1 - p0) / np.linalg.norm(p1 - p0)
+        offset = np.array([-direction[1], direction[0]])
+        spacing = rng.uniform(12, 30) * scale
+        for k in range(int(rng.integers(1, 4))):
+            centre = catenary(p0 + k * spacing * offset, p1 + k * spacing * offset, sag)
+            wire_width = rng.uniform(3, 8) * scale
+            polygon = wire_polygon(centre, wire_width)
+            local = float(
+                image[
+                    np.clip(int(centre[32, 1]), 0, height - 1),
+                    np.clip(int(centre[32, 0]), 0, width - 1),
+                ].mean()
+            )
+            contrast = rng.uniform(50, 110)
+            value = (
+                local - contrast
+                if (local > 110 or rng.random() < 0.5) and local - contrast > 0
+                else local + contrast
+            )
+            colour = tuple(float(np.clip(value + d, 0, 255)) for d in rng.normal(0, 8, 3))
+            cv2.fillPoly(
+                image, [np.round(polygon * 16).astype(np.int32)], colour, cv2.LINE_AA, shift=4
+            )
+            polygons.append(polygon)
+    image = cv2.GaussianBlur(image, (0, 0), 0.6)
+    return image, polygons
+
+
+def generate(
+    out: str | Path,
+    num: int = 48,
+    seed: int = 0,
+    width: int = 960,
+    height: int = 540,
+    quality: int = 92,
+) -> Path:
+    """Write `num` JPEGs to `out`/images and ONE platform JSON `out`/annotations.json; return its path."""
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i in range(num):
+        rng = np.random.default_rng([seed, i])  # each image depends only on (seed, i)
+        image, polygons = make_image(rng, width, height)
+        name = f"synthetic_{i:04d}.jpg"
+        ok, data = cv2.imencode(
+            ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+        )
+        if not ok:
+            raise OSError(f"{out / 'images' / name}: JPEG encoding failed")
+        data.tofile(str(out / "images" / name))
+        entries.append(
+            {
+                "uri": f"synthetic-bucket/{name}",
+                "width": width,
+                "height": height,
+                "polygons": polygons,
+            }
+        )
+    json_path = out / "annotations.json"
+    write_platform_json(json_path, entries)
+    return json_path

@@ -1,0 +1,40 @@
+"""Write a generated power-line dataset: JPEG photos + ONE annotation-platform JSON.
+
+    python tools_jss/make_synthetic_daodixian.py --out data/synthetic/raw --num 48 --seed 0
+    python tools_jss/json2lableImg_jss.py --input data/synthetic/raw/annotations.json \
+        --images data/synthetic/raw/images --out data/synthetic/daodixian_seg \
+        --list-dir data/synthetic/list/daodixian_seg
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lib.datasets.synthetic import generate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--out", required=True, help="folder to write images/ and annotations.json into"
+    )
+    parser.add_argument("--num", type=int, default=48, help="number of images (default 48)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--width", type=int, default=960, help="image width (default 960)")
+    parser.add_argument("--height", type=int, default=540, help="image height (default 540)")
+    args = parser.parse_args(argv)
+    if args.num < 1 or args.width < 64 or args.height < 64:
+        print("error: --num must be >= 1 and --width/--height >= 64", file=sys.stderr)
+        return 2
+    try:
+        json_path = generate(args.out, args.num, args.seed, args.width, args.height)
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.num} images and {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
