@@ -1,0 +1,95 @@
+"""Mixed precision and device fast paths, as small functions the train and test loops call.
+
+`TRAIN.AMP` / `TEST.AMP` name an autocast dtype: "" (fp32, the official numerics), "bf16"
+(CPUs with native bf16 and CUDA GPUs that have it) or "fp16" (CUDA only, with a GradScaler when
+training). Typical training step::
+
+    dtype = autocast_dtype(cfg.TRAIN.AMP, device)
+    scaler = grad_scaler(cfg.TRAIN.AMP, device)       # disabled unless fp16 on CUDA
+    images = to_device(images, device, channels_last=cfg.MODEL.CHANNELS_LAST)
+    with autocast(device, dtype):
+        loss = criterion(model(images), labels)
+    scaler.scale(loss).backward(); scaler.step(optimizer); scaler.update()
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+
+__all__ = ["AMP_NAMES", "autocast", "autocast_dtype", "bf16_supported", "grad_scaler",
+           "to_device", "configure_backends"]
+
+logger = logging.getLogger(__name__)
+
+AMP_NAMES = {"": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _device(device: torch.device | str) -> torch.device:
+    return device if isinstance(device, torch.device) else torch.device(device)
+
+
+def bf16_supported(device: torch.device | str) -> bool:
+    """True when `device` runs bfloat16 natively (CUDA: Ampere or later; CPU: oneDNN bf16 ISA)."""
+    device = _device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def autocast_dtype(amp: str, device: torch.device | str, key: str = "AMP") -> torch.dtype | None:
+    """The autocast dtype for config value `amp` on `device`, or None for fp32.
+
+    Raises ValueError (naming `key`) for an unknown value or fp16 off CUDA. bf16 on a device
+    without native support falls back to fp32 with a warning: emulated bf16 is slower than fp32.
+    """
+    if amp not in AMP_NAMES:
+        raise ValueError(f"{key} is {amp!r}; known: {sorted(AMP_NAMES)}")
+    device = _device(device)
+    dtype = AMP_NAMES[amp]
+    if dtype is torch.float16 and device.type != "cuda":
+        raise ValueError(f"{key} fp16 needs a CUDA device (got {device.type}); use bf16 on CPU")
+    if dtype is torch.bfloat16 and not bf16_supported(device):
+        logger.warning("%s bf16: %s has no native bfloat16; running fp32", key, device)
+        return None
+    return dtype
+
+
+def autocast(device: torch.device | str, dtype: torch.dtype | None) -> AbstractContextManager:
+    """`torch.autocast` for `device` and `dtype`, or a no-op context when `dtype` is None."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(_device(device).type, dtype=dtype)
+
+
+def grad_scaler(amp: str, device: torch.device | str) -> torch.amp.GradScaler:
+    """A GradScaler, enabled only for fp16 on CUDA (disabled, it passes losses and steps through)."""
+    device = _device(device)
+    enabled = amp == "fp16" and device.type == "cuda"
+    return torch.amp.GradScaler(device.type, enabled=enabled)
+
+
+def to_device(x: torch.Tensor, device: torch.device | str, channels_last: bool = False) -> torch.Tensor:
+    """Copy a batch to `device` (non-blocking on CUDA: pair with pinned loader memory).
+
+    `channels_last` applies to 4-D tensors only, so labels can go through the same call.
+    """
+    device = _device(device)
+    x = x.to(device, non_blocking=device.type == "cuda")
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def configure_backends(cfg) -> None:
+    """cudnn flags from `CUDNN.*` (BENCHMARK autotunes convolutions for fixed input sizes)."""
+    torch.backends.cudnn.enabled = cfg.CUDNN.ENABLED
+    torch.backends.cudnn.benchmark = cfg.CUDNN.BENCHMARK and not cfg.CUDNN.DETERMINISTIC
+    torch.backends.cudnn.deterministic = cfg.CUDNN.DETERMINISTIC
