@@ -1,0 +1,302 @@
+"""The loops: `train_one_epoch`, `validate` (single scale, whole images), `testval` / `test`
+(official multi-scale + flip inference, metrics and/or prediction PNGs).
+
+Every step of a training iteration is in `train_one_epoch`: data to device, lr, forward and
+loss (under autocast when TRAIN.AMP is set), a NaN check, backward, step, log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from lib.core.inference import AMP_DTYPES, multi_scale_inference
+from lib.core.metrics import ConfusionMatrix
+from lib.utils.distributed import all_reduce_sum, get_world_size, is_main_process, unwrap
+from lib.utils.lr import set_poly_lr
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stops before anything else is saved."""
+
+
+def autocast(device: torch.device, amp: str):
+    """torch.autocast for TRAIN.AMP / TEST.AMP ("" | bf16 | fp16), a no-op context for ""."""
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"AMP must be '', 'bf16' or 'fp16', got {amp!r}")
+    dtype = AMP_DTYPES[amp]
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def frozen_parameters(model: nn.Module, prefixes: Sequence[str]) -> list[nn.Parameter]:
+    """Parameters whose (unwrapped) name starts with one of `prefixes` (TRAIN.FREEZE_LAYERS)."""
+    if not prefixes:
+        return []
+    return [p for k, p in unwrap(model).named_parameters() if k.startswith(tuple(prefixes))]
+
+
+def _freeze_batchnorm(model: nn.Module, prefixes: Sequence[str]) -> None:
+    # frozen layers also keep their BatchNorm statistics
+    for name, module in unwrap(model).named_modules():
+        if (
+            prefixes
+            and name.startswith(tuple(prefixes))
+            and isinstance(module, nn.modules.batchnorm._BatchNorm)
+        ):
+            module.eval()
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader,
+    *,
+    epoch: int,
+    base_lr: float,
+    first_iter: int,
+    max_iters: int,
+    device: torch.device,
+    scaler: torch.amp.GradScaler,
+    amp: str = "",
+    channels_last: bool = False,
+    freeze: Sequence[str] = (),
+    writer=None,
+    print_freq: int = 20,
+) -> dict:
+    """One pass over `loader`; iteration i uses lr = poly(base_lr, first_iter + i, max_iters).
+
+    Returns {"loss": mean loss over ranks and iterations, "lr": last lr, "seconds": wall time}.
+    Raises NonFiniteLossError naming the epoch and iteration when any rank's loss is NaN/inf.
+    """
+    model.train()
+    _freeze_batchnorm(model, freeze)
+    frozen = frozen_parameters(model, freeze)
+    world = get_world_size()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    total, lr, start = 0.0, base_lr, time.perf_counter()
+    bar = tqdm(
+        loader,
+        desc=f"epoch {epoch}",
+        disable=not is_main_process(),
+        dynamic_ncols=True,
+        leave=False,
+    )
+    for i, (images, labels, _, _) in enumerate(bar):
+        it = first_iter + i
+        lr = set_poly_lr(optimizer, base_lr, it, max_iters)
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        labels = labels.to(device, non_blocking=True).long()
+
+        with autocast(device, amp):
+            outputs = model(images)
+            loss = criterion(outputs, labels)
+
+        # every rank sees the same mean loss, so all ranks stop together on NaN
+        reduced = all_reduce_sum(loss.detach().float().clone()) / world
+        if not torch.isfinite(reduced):
+            raise NonFiniteLossError(
+                f"loss is {reduced.item()} at epoch {epoch} iteration {i} "
+                f"(global iteration {it}, lr {lr:.3g}); training stopped, saved files untouched"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        for p in frozen:
+            p.grad = None
+        scaler.step(optimizer)
+        scaler.update()
+
+        value = reduced.item()
+        total += value
+        bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
+        if writer is not None and (it % max(print_freq, 1) == 0):
+            writer.add_scalar("train_loss", value, it)
+            writer.add_scalar("lr", lr, it)
+    bar.close()
+    n = max(len(loader), 1)
+    return {"loss": total / n, "lr": lr, "seconds": time.perf_counter() - start}
+
+
+def _palette_image(pred: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
+    colours = np.zeros((256, 3), dtype=np.uint8)
+    colours[: len(palette)] = np.asarray(palette, dtype=np.uint8)
+    return colours[pred.astype(np.uint8)]
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module,
+    criterion: nn.Module,
+    loader,
+    *,
+    num_classes: int,
+    ignore_label: int,
+    device: torch.device,
+    align_corners: bool = True,
+    amp: str = "",
+    channels_last: bool = False,
+    writer=None,
+    epoch: int = 0,
+    palette: Sequence[Sequence[int]] | None = None,
+    num_images: int = 3,
+) -> dict:
+    """Single-scale validation on whole images, as the official `validate`.
+
+    Under torch.distributed each rank runs its shard (use an unpadded sampler such as
+    ShardSampler) and the confusion matrices and loss sums are added across ranks, so any number
+    of processes reports the same numbers. Returns the main (last) output's metrics
+    (miou, iou, pixel_acc, mean_acc), `loss`, and `miou_per_output` for every model output.
+    """
+    net = unwrap(model)  # no DDP in eval: ranks may run different numbers of batches
+    net.eval()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    matrices: list[ConfusionMatrix] = []
+    loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of loss * n, n)
+    for b, (images, labels, _, _) in enumerate(
+        tqdm(
+            loader, desc="validate", disable=not is_main_process(), dynamic_ncols=True, leave=False
+        )
+    ):
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        labels = labels.to(device, non_blocking=True).long()
+        with autocast(device, amp):
+            outputs = net(images)
+        outputs = [
+            o.float() for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])
+        ]
+        loss_sum += torch.stack(
+            [
+                criterion(outputs, labels).double() * len(images),
+                torch.tensor(len(images), dtype=torch.float64, device=device),
+            ]
+        )
+        if not matrices:
+            matrices = [ConfusionMatrix(num_classes, ignore_label, device) for _ in outputs]
+        for cm, out in zip(matrices, outputs):
+            out = F.interpolate(
+                out, size=labels.shape[-2:], mode="bilinear", align_corners=align_corners
+            )
+            cm.update_from_logits(labels, out)
+        if writer is not None and b == 0 and palette is not None:
+            preds = outputs[-1].argmax(1).cpu().numpy()
+            for k in range(min(num_images, len(preds))):
+                writer.add_image(
+                    f"valid_pred/{k}", _palette_image(preds[k], palette), epoch, dataformats="HWC"
+                )
+    if not matrices:  # an empty shard still joins the reductions
+        matrices = [ConfusionMatrix(num_classes, ignore_label, device)]
+    counts = len(matrices)
+    for cm in matrices:
+        cm.reduce_from_all_processes()
+    all_reduce_sum(loss_sum)
+    result = matrices[-1].compute()
+    result["loss"] = (loss_sum[0] / loss_sum[1].clamp(min=1)).item()
+    result["miou_per_output"] = [cm.compute()["miou"] for cm in matrices[:counts]]
+    result["confusion_matrix"] = matrices[-1].mat.cpu().tolist()
+    if writer is not None:
+        writer.add_scalar("valid_loss", result["loss"], epoch)
+        writer.add_scalar("valid_mIoU", result["miou"], epoch)
+        for c, iou in enumerate(result["iou"]):
+            writer.add_scalar(f"valid_IoU/class_{c}", iou, epoch)
+    return result
+
+
+def _save_prediction(pred: np.ndarray, name: str, save_dir: Path, palette, id_values) -> None:
+    from lib.datasets.palette import save_id_png, save_palette_png
+
+    save_palette_png(pred, save_dir / f"{name}.png", palette)
+    if id_values is not None:
+        save_id_png(pred, save_dir / "ids" / f"{name}.png", id_values)
+
+
+@torch.no_grad()
+def testval(
+    model: nn.Module,
+    loader,
+    *,
+    num_classes: int,
+    ignore_label: int,
+    scales: Sequence[float],
+    flip: bool,
+    base_size: int,
+    crop_size: Sequence[int],
+    align_corners: bool = True,
+    output_index: int = -1,
+    window_batch: int = 4,
+    amp: str = "",
+    save_dir: str | Path | None = None,
+    palette: Sequence[Sequence[int]] | None = None,
+    id_values: Sequence[int] | None = None,
+) -> dict | None:
+    """Official multi-scale (+flip) inference over `loader` (batch size 1).
+
+    With labels (the dataset's `has_labels`), returns the metrics summed over all ranks;
+    without, returns None. With `save_dir`, writes `<name>.png` palette predictions and, when
+    `id_values` is given, `ids/<name>.png` raw-id PNGs (power lines: 0/255).
+    """
+    net = unwrap(model).eval()
+    device = next(net.parameters()).device
+    has_labels = getattr(loader.dataset, "has_labels", True)
+    cm = ConfusionMatrix(num_classes, ignore_label, device) if has_labels else None
+    save_dir = Path(save_dir) if save_dir is not None else None
+    for images, labels, _, names in tqdm(
+        loader, desc="test", disable=not is_main_process(), dynamic_ncols=True
+    ):
+        for k in range(len(images)):
+            pred = multi_scale_inference(
+                net,
+                images[k : k + 1],
+                num_classes=num_classes,
+                scales=scales,
+                flip=flip,
+                base_size=base_size,
+                crop_size=crop_size,
+                align_corners=align_corners,
+                output_index=output_index,
+                window_batch=window_batch,
+                amp=amp,
+            )
+            if cm is not None:
+                label = labels[k : k + 1].to(device).long()
+                if pred.shape[-2:] != label.shape[-2:]:
+                    pred = F.interpolate(
+                        pred, label.shape[-2:], mode="bilinear", align_corners=align_corners
+                    )
+                cm.update_from_logits(label, pred)
+            if save_dir is not None:
+                ids = pred[0].argmax(0).cpu().numpy()
+                _save_prediction(ids, names[k], save_dir, palette, id_values)
+    if cm is None:
+        return None
+    cm.reduce_from_all_processes()
+    result = cm.compute()
+    result["confusion_matrix"] = cm.mat.cpu().tolist()
+    return result
+
+
+def test(model: nn.Module, loader, **kwargs) -> None:
+    """Predictions only (a list without labels): `testval` with no metrics."""
+    testval(model, loader, **kwargs)
+
+
+def metrics_table(metrics: dict, class_names: Sequence[str] | None = None) -> str:
+    """A plain-text table: one row per class (IoU), then mIoU, pixel and mean accuracy."""
+    names = list(class_names) if class_names else [str(c) for c in range(len(metrics["iou"]))]
+    width = max(8, *(len(n) for n in names))
+    lines = [f"{'class':<{width}}  IoU", "-" * (width + 9)]
+    lines += [f"{n:<{width}}  {v:.4f}" for n, v in zip(names, metrics["iou"])]
+    lines += ["-" * (width + 9)]
+    for key, label in (("miou", "mIoU"), ("pixel_acc", "pixel acc"), ("mean_acc", "mean acc")):
+        lines.append(f"{label:<{width}}  {metrics[key]:.4f}")
+    return "\n".join(lines)

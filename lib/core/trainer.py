@@ -1,0 +1,289 @@
+"""`main` of tools/train.py: config -> data, model, loss, optimizer -> epochs -> checkpoints.
+
+Read top to bottom: set-up (distributed, seeds, folders, logs), data, model, optimizer, resume,
+then per epoch: train_one_epoch, validate, save. Works as `python tools/train.py --cfg X`,
+under `torchrun --nproc_per_node=N` (any number of nodes) and the legacy
+`python -m torch.distributed.launch` (`--local_rank` / `--local-rank`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from lib.config import config_name, get_config
+from lib.core.function import train_one_epoch, validate
+from lib.utils.checkpoint import (
+    load_file,
+    model_state_dict,
+    official_state_dict,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
+from lib.utils.distributed import (
+    DistInfo,
+    ShardSampler,
+    all_gather_object,
+    cleanup,
+    init_distributed,
+    maybe_sync_batchnorm,
+    wrap_ddp,
+)
+from lib.utils.logs import setup_logging
+from lib.utils.lr import build_optimizer
+
+logger = logging.getLogger(__name__)
+
+
+def parse_args(argv=None, default_cfg: str | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train a segmentation network (HRNet / OCR)")
+    parser.add_argument(
+        "--cfg", default=default_cfg, required=default_cfg is None, help="experiment yaml file"
+    )
+    # the legacy torch.distributed.launch passes one of these (also in the environment)
+    parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=-1)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    return parser.parse_args(argv)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def configure_backends(cfg) -> None:
+    """CUDNN.* as officially; DETERMINISTIC (ours) adds deterministic algorithms everywhere."""
+    torch.backends.cudnn.enabled = cfg.CUDNN.ENABLED
+    torch.backends.cudnn.benchmark = cfg.CUDNN.BENCHMARK and not cfg.DETERMINISTIC
+    torch.backends.cudnn.deterministic = cfg.CUDNN.DETERMINISTIC or cfg.DETERMINISTIC
+    if cfg.DETERMINISTIC:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def output_dirs(cfg, name: str) -> tuple[Path, Path]:
+    """(OUTPUT_DIR/<dataset>/<name>, LOG_DIR/<dataset>/<name>_<time>) as officially."""
+    stamp = time.strftime("%Y-%m-%d-%H-%M-%S")
+    out_dir = Path(cfg.OUTPUT_DIR) / cfg.DATASET.DATASET / name
+    log_dir = Path(cfg.LOG_DIR) / cfg.DATASET.DATASET / f"{name}_{stamp}"
+    return out_dir, log_dir
+
+
+def limit(dataset, num_samples: int):
+    """TRAIN/TEST.NUM_SAMPLES: the first N samples (0: all), keeping the dataset attributes."""
+    if num_samples and num_samples < len(dataset):
+        subset = Subset(dataset, range(num_samples))
+        for attr in ("has_labels", "class_weights", "num_classes", "ignore_label"):
+            if hasattr(dataset, attr):
+                setattr(subset, attr, getattr(dataset, attr))
+        return subset
+    return dataset
+
+
+def make_loader(cfg, dataset, info: DistInfo, *, train: bool, epoch_seed: int = 0) -> DataLoader:
+    """Training: DistributedSampler (shuffle, drop_last batches); evaluation: unpadded shards."""
+    workers = cfg.WORKERS
+    common = dict(
+        num_workers=workers,
+        pin_memory=cfg.PIN_MEMORY and info.device.type == "cuda",
+        # persistent workers keep their RNG across epochs, which an exact resume cannot replay
+        persistent_workers=workers > 0 and cfg.TRAIN.PERSISTENT_WORKERS and not cfg.DETERMINISTIC,
+    )
+    if not train:
+        sampler = ShardSampler(len(dataset), info.rank, info.world_size)
+        return DataLoader(
+            dataset, batch_size=cfg.TEST.BATCH_SIZE_PER_GPU, sampler=sampler, **common
+        )
+    if info.distributed:
+        sampler = DistributedSampler(
+            dataset,
+            info.world_size,
+            info.rank,
+            shuffle=cfg.TRAIN.SHUFFLE,
+            seed=cfg.SEED + epoch_seed,
+        )
+        return DataLoader(
+            dataset,
+            batch_size=cfg.TRAIN.BATCH_SIZE_PER_GPU,
+            sampler=sampler,
+            drop_last=True,
+            **common,
+        )
+    return DataLoader(
+        dataset,
+        batch_size=cfg.TRAIN.BATCH_SIZE_PER_GPU,
+        shuffle=cfg.TRAIN.SHUFFLE,
+        drop_last=True,
+        **common,
+    )
+
+
+def train(cfg, name: str, local_rank: int = -1) -> dict:
+    """Run a whole training; returns {"best_mIoU", "last": last validation metrics, "out_dir"}."""
+    from tensorboardX import SummaryWriter
+
+    from lib.core.criterion import build_criterion
+    from lib.datasets import build_dataset
+    from lib.datasets.palette import palette_for
+    from lib.models import get_seg_model
+
+    info = init_distributed(local_rank)
+    device, main_rank = info.device, info.is_main
+    seed_everything(cfg.SEED + info.rank)
+    configure_backends(cfg)
+    out_dir, log_dir = output_dirs(cfg, name)
+    if main_rank:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(info.rank, log_dir / f"{name}_train.log" if main_rank else None)
+    writer = SummaryWriter(str(log_dir)) if main_rank else None
+    logger.info("config %s, %d process(es) on %s\n%s", name, info.world_size, device, cfg.dump())
+
+    # data
+    train_set = limit(build_dataset(cfg, "train"), cfg.TRAIN.NUM_SAMPLES)
+    val_set = limit(build_dataset(cfg, "val"), cfg.TEST.NUM_SAMPLES)
+    train_loader = make_loader(cfg, train_set, info, train=True)
+    val_loader = make_loader(cfg, val_set, info, train=False)
+    extra_loader = None
+    if cfg.TRAIN.EXTRA_EPOCH > 0:
+        extra_set = limit(build_dataset(cfg, "extra"), cfg.TRAIN.NUM_SAMPLES)
+        extra_loader = make_loader(cfg, extra_set, info, train=True)
+    epoch_iters = len(train_loader)  # official: int(len / batch / world), with drop_last
+    if epoch_iters == 0:
+        raise ValueError(
+            f"{cfg.DATASET.TRAIN_SET}: {len(train_set)} samples give no full batch of "
+            f"TRAIN.BATCH_SIZE_PER_GPU={cfg.TRAIN.BATCH_SIZE_PER_GPU} on {info.world_size} process(es)"
+        )
+
+    # model, loss, optimizer
+    model = get_seg_model(cfg)
+    model = maybe_sync_batchnorm(model, info).to(device)
+    if cfg.MODEL.CHANNELS_LAST:
+        model = model.to(memory_format=torch.channels_last)
+    criterion = build_criterion(cfg, getattr(train_set, "class_weights", None)).to(device)
+    optimizer = build_optimizer(cfg, model)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.TRAIN.AMP == "fp16")
+
+    # resume
+    start_epoch, best_miou = cfg.TRAIN.BEGIN_EPOCH, 0.0
+    ckpt_path = out_dir / "checkpoint.pth.tar"
+    if (cfg.TRAIN.RESUME or cfg.AUTO_RESUME) and ckpt_path.is_file():
+        ckpt = load_file(ckpt_path)
+        model.load_state_dict(model_state_dict(ckpt))
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        start_epoch, best_miou = ckpt["epoch"], ckpt["best_mIoU"]
+        rngs = ckpt.get("rng")
+        if rngs and len(rngs) == info.world_size:
+            set_rng_state(rngs[info.rank])
+        logger.info(
+            "resumed from %s at epoch %d (best mIoU %.4f)", ckpt_path, start_epoch, best_miou
+        )
+    ddp_model = wrap_ddp(model, info)
+
+    end_epoch = cfg.TRAIN.END_EPOCH + cfg.TRAIN.EXTRA_EPOCH
+    freeze = [s.strip() for s in cfg.TRAIN.FREEZE_LAYERS.split(",") if s.strip()]
+    palette = palette_for(cfg.DATASET.DATASET, cfg.DATASET.NUM_CLASSES)
+    metrics: dict = {}
+    for epoch in range(start_epoch, end_epoch):
+        extra = epoch >= cfg.TRAIN.END_EPOCH
+        loader = extra_loader if extra else train_loader
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        if extra:
+            phase_epoch, base_lr = epoch - cfg.TRAIN.END_EPOCH, cfg.TRAIN.EXTRA_LR
+            iters, max_iters = len(loader), cfg.TRAIN.EXTRA_EPOCH * len(loader)
+        else:
+            phase_epoch, base_lr = epoch, cfg.TRAIN.LR
+            iters, max_iters = epoch_iters, cfg.TRAIN.END_EPOCH * epoch_iters
+        stats = train_one_epoch(
+            ddp_model,
+            criterion,
+            optimizer,
+            loader,
+            epoch=epoch,
+            base_lr=base_lr,
+            first_iter=phase_epoch * iters,
+            max_iters=max_iters,
+            device=device,
+            scaler=scaler,
+            amp=cfg.TRAIN.AMP,
+            channels_last=cfg.MODEL.CHANNELS_LAST,
+            freeze=freeze if epoch < cfg.TRAIN.FREEZE_EPOCHS else (),
+            writer=writer,
+            print_freq=cfg.PRINT_FREQ,
+        )
+        metrics = validate(
+            ddp_model,
+            criterion,
+            val_loader,
+            num_classes=cfg.DATASET.NUM_CLASSES,
+            ignore_label=cfg.TRAIN.IGNORE_LABEL,
+            device=device,
+            align_corners=cfg.MODEL.ALIGN_CORNERS,
+            amp=cfg.TEST.AMP,
+            channels_last=cfg.MODEL.CHANNELS_LAST,
+            writer=writer,
+            epoch=epoch,
+            palette=palette,
+        )
+        rngs = all_gather_object(rng_state())  # every rank's generators, for an exact resume
+        if main_rank:
+            state = official_state_dict(model, criterion)
+            if metrics["miou"] > best_miou:
+                best_miou = metrics["miou"]
+                save_atomic(state, out_dir / "best.pth")
+            save_atomic(
+                {
+                    "epoch": epoch + 1,
+                    "best_mIoU": best_miou,
+                    "state_dict": state,
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "iteration": (phase_epoch + 1) * iters,
+                    "rng": rngs,
+                },
+                ckpt_path,
+            )
+        logger.info(
+            "epoch %d/%d: loss %.4f, lr %.3g, %.1f s | val loss %.4f, mIoU %.4f (best %.4f), IoU %s",
+            epoch + 1,
+            end_epoch,
+            stats["loss"],
+            stats["lr"],
+            stats["seconds"],
+            metrics["loss"],
+            metrics["miou"],
+            best_miou,
+            " ".join(f"{v:.4f}" for v in metrics["iou"]),
+        )
+    if main_rank:
+        save_atomic(official_state_dict(model, criterion), out_dir / "final_state.pth")
+        writer.close()
+        logger.info("done: %s (best mIoU %.4f)", out_dir / "final_state.pth", best_miou)
+    return {"best_mIoU": best_miou, "last": metrics, "out_dir": out_dir}
+
+
+def main(argv=None, default_cfg: str | None = None) -> int:
+    """CLI entry: returns the exit code; errors become one logged line."""
+    args = parse_args(argv, default_cfg)
+    try:
+        cfg = get_config(args.cfg, args.opts)
+        train(cfg, config_name(args.cfg), args.local_rank)
+    except (ValueError, RuntimeError, OSError) as err:
+        logging.getLogger().handlers or logging.basicConfig()
+        logger.error("%s: %s", type(err).__name__, str(err).splitlines()[0] if str(err) else err)
+        return 1
+    finally:
+        cleanup()
+    return 0

@@ -1,0 +1,16 @@
+"""Train on power-line photos (daodixian_seg): tools/train.py with the power-line config as default.
+
+python tools/train_daodixian_seg.py [--cfg X.yaml] [KEY VALUE ...]
+"""
+
+import sys
+from pathlib import Path
+
+from lib.core.trainer import main
+
+DEFAULT_CFG = Path(__file__).resolve().parents[1] / (
+    "experiments/daodixian_seg/seg_hrnet_ocr_w48_epoch48_1209.yaml"
+)
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], default_cfg=str(DEFAULT_CFG)))
