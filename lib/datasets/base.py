@@ -231,6 +231,11 @@ class ListDataset(torch.utils.data.Dataset):
                 f"and not the ignore label {self.ignore_label}"
             )
 
+    @property
+    def raw_to_class(self) -> np.ndarray:
+        """Table from raw label value to class id (the ignore label for unused values)."""
+        return self._lut
+
     def _map(self, raw: np.ndarray) -> np.ndarray:
         return self._lut[raw]
 

@@ -1,0 +1,275 @@
+"""Datasets: official augmentation semantics, label mappings, and every bad-input error."""
+
+from __future__ import annotations
+
+import random
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lib.config import get_config
+from lib.datasets import DATASETS, DatasetError, build_dataset
+from lib.datasets.base import MEAN, STD
+from lib.datasets.cityscapes import CLASS_WEIGHTS
+
+W, H = 40, 20
+
+
+def _write(root, name, image, label=None, folder="list"):
+    """Write a sample under <root>/<folder> (the dataset's folder); return its list line."""
+    (root / folder / "img").mkdir(parents=True, exist_ok=True)
+    (root / folder / "lab").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(root / folder / "img" / f"{name}.png")
+    if label is not None:
+        Image.fromarray(label).save(root / folder / "lab" / f"{name}.png")
+    return f"img/{name}.png" + (f" lab/{name}.png" if label is not None else "")
+
+
+def _sample(seed=0, w=W, h=H):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    label = (image[:, :, 0] > 127).astype(np.uint8)  # the label is a function of the red channel
+    return image, label
+
+
+def _cfg(tmp_path, lines, dataset="list", **extra):
+    (tmp_path / "lists").mkdir(exist_ok=True)
+    (tmp_path / "lists" / "l.lst").write_text("\n".join(lines) + "\n")
+    opts = {
+        "DATASET.ROOT": str(tmp_path),
+        "DATASET.DATASET": dataset,
+        "DATASET.NUM_CLASSES": 2,
+        "DATASET.TRAIN_SET": "lists/l.lst",
+        "DATASET.TEST_SET": "lists/l.lst",
+        "TRAIN.IMAGE_SIZE": "[16, 8]",
+        "TRAIN.BASE_SIZE": W,
+        "TRAIN.IGNORE_LABEL": 255,
+    }
+    opts.update(extra)
+    return get_config(None, [str(x) for kv in opts.items() for x in kv])
+
+
+def _denormalise(image: torch.Tensor) -> np.ndarray:
+    rgb = image.numpy().transpose(1, 2, 0) * np.array(STD) + np.array(MEAN)
+    return np.rint(rgb * 255).astype(np.int64)
+
+
+def test_unknown_dataset_lists_known_ones(tmp_path):
+    with pytest.raises(
+        DatasetError,
+        match="unknown DATASET.DATASET 'voc'; known datasets: cityscapes, daodixian_seg, list",
+    ):
+        build_dataset(_cfg(tmp_path, ["img/a.png lab/a.png"], dataset="voc"), "val")
+    assert set(DATASETS) == {"cityscapes", "daodixian_seg", "list"}
+
+
+def test_val_item_is_full_resolution_normalised_rgb(tmp_path):
+    image, label = _sample()
+    line = _write(tmp_path, "a", image, label)
+    ds = build_dataset(_cfg(tmp_path, [line]), "val")
+    x, y, size, name = ds[0]
+    assert (
+        x.dtype == torch.float32
+        and x.shape == (3, H, W)
+        and y.dtype == torch.int64
+        and y.shape == (H, W)
+    )
+    assert name == "a" and size.tolist() == [H, W] and ds.has_labels and ds.num_classes == 2
+    expected = (image / 255.0 - np.array(MEAN)) / np.array(STD)
+    np.testing.assert_allclose(x.numpy().transpose(1, 2, 0), expected, atol=1e-5)
+    np.testing.assert_array_equal(y.numpy(), label)
+
+
+def test_train_crop_flip_and_label_stay_aligned(tmp_path):
+    line = _write(tmp_path, "a", *_sample())
+    ds = build_dataset(_cfg(tmp_path, [line], **{"TRAIN.MULTI_SCALE": "False"}), "train")
+    flips = set()
+    for seed in range(12):
+        random.seed(seed)
+        x, y, _, _ = ds[0]
+        assert x.shape == (3, 8, 16) and y.shape == (8, 16)
+        np.testing.assert_array_equal(y.numpy(), (_denormalise(x)[:, :, 0] > 127).astype(np.int64))
+        image, _ = _sample()
+        flips.add(
+            any(
+                np.array_equal(_denormalise(x), image[r : r + 8, c : c + 16][:, ::-1])
+                for r in range(13)
+                for c in range(25)
+            )
+        )
+    assert flips == {True, False}  # both flipped and unflipped crops occurred, all aligned
+
+
+def test_random_scale_range_and_ignore_padding(tmp_path, monkeypatch):
+    line = _write(tmp_path, "a", *_sample())
+    cfg = _cfg(tmp_path, [line], **{"TRAIN.IMAGE_SIZE": "[64, 32]", "TRAIN.FLIP": "False"})
+    ds = build_dataset(cfg, "train")
+    picks = iter([0, 0, 0])  # scale 0.5 + 0/10, then crop x=0, y=0
+    monkeypatch.setattr(random, "randint", lambda a, b: next(picks))
+    x, y, _, _ = ds[0]
+    assert x.shape == (3, 32, 64)
+    assert (
+        (y[:10, :20] != 255).all() and (y[10:] == 255).all() and (y[:, 20:] == 255).all()
+    )  # 40x20 * 0.5
+    pad = torch.tensor([-m / s for m, s in zip(MEAN, STD)]).view(
+        3, 1
+    )  # pixel 0 before normalisation
+    torch.testing.assert_close(x[:, 10:, :].reshape(3, -1), pad.expand(3, 22 * 64))
+    picks = iter([16, 0, 0])  # largest scale: 0.5 + 16/10 = 2.1 -> long side 84
+    x, y, _, _ = ds[0]
+    assert (y != 255).all()  # 84x42 covers the 64x32 crop
+
+
+def test_label_downsampling(tmp_path):
+    line = _write(tmp_path, "a", *_sample())
+    ds = build_dataset(_cfg(tmp_path, [line], **{"TRAIN.DOWNSAMPLERATE": 2}), "train")
+    x, y, _, _ = ds[0]
+    assert x.shape == (3, 8, 16) and y.shape == (4, 8)
+
+
+def test_brightness_shift_changes_pixels_only_by_the_shift(tmp_path):
+    line = _write(tmp_path, "a", *_sample())
+    extra = {
+        "TRAIN.MULTI_SCALE": "False",
+        "TRAIN.FLIP": "False",
+        "TRAIN.RANDOM_BRIGHTNESS": "True",
+        "TRAIN.IMAGE_SIZE": f"[{W}, {H}]",
+    }
+    ds = build_dataset(_cfg(tmp_path, [line], **extra), "train")
+    image, _ = _sample()
+    shifts = set()
+    for seed in range(10):
+        random.seed(seed)
+        diff = _denormalise(ds[0][0]) - image
+        inside = (image > 20) & (image < 235)
+        shifts.add(int(np.unique(diff[inside]).item()))
+    assert len(shifts) > 1 and all(abs(s) <= 10 for s in shifts)
+
+
+def test_cityscapes_label_ids_map_to_train_ids(tmp_path):
+    image = np.zeros((2, 4, 3), np.uint8)
+    label = np.array([[7, 8, 26, 33], [0, 1, 9, 24]], np.uint8)
+    line = _write(tmp_path, "c", image, label, folder="cityscapes")
+    cfg = _cfg(tmp_path, [line], dataset="cityscapes", **{"DATASET.NUM_CLASSES": 19})
+    ds = build_dataset(cfg, "val")
+    assert ds[0][1].tolist() == [[0, 1, 13, 18], [255, 255, 255, 11]]
+    torch.testing.assert_close(ds.class_weights, torch.tensor(CLASS_WEIGHTS))
+    with pytest.raises(DatasetError, match="has 19 classes, but DATASET.NUM_CLASSES is 2"):
+        build_dataset(_cfg(tmp_path, [line], dataset="cityscapes"), "val")
+
+
+def test_powerline_labels_accept_seed_masks_of_255(tmp_path):
+    image = np.zeros((2, 3, 3), np.uint8)
+    lines = [
+        _write(
+            tmp_path,
+            "a",
+            image,
+            np.array([[0, 255, 0], [255, 0, 0]], np.uint8),
+            folder="daodixian_seg",
+        ),
+        _write(
+            tmp_path, "b", image, np.array([[0, 1, 0], [1, 0, 0]], np.uint8), folder="daodixian_seg"
+        ),
+    ]
+    ds = build_dataset(_cfg(tmp_path, lines, dataset="daodixian_seg"), "val")
+    assert ds[0][1].tolist() == ds[1][1].tolist() == [[0, 1, 0], [1, 0, 0]]
+    assert ds.class_weights is not None and ds.class_weights.shape == (2,)
+
+
+def test_class_weights_from_config_override(tmp_path):
+    line = _write(tmp_path, "a", *_sample())
+    ds = build_dataset(_cfg(tmp_path, [line], **{"DATASET.CLASS_WEIGHTS": "[0.5, 2.0]"}), "val")
+    assert ds.class_weights.tolist() == [0.5, 2.0]
+    with pytest.raises(DatasetError, match="3 values for 2 classes"):
+        build_dataset(_cfg(tmp_path, [line], **{"DATASET.CLASS_WEIGHTS": "[1, 1, 1]"}), "val")
+
+
+def test_image_only_list_gives_ignore_labels(tmp_path):
+    image, _ = _sample()
+    line = _write(tmp_path, "t", image)
+    ds = build_dataset(_cfg(tmp_path, [line]), "test")
+    x, y, size, name = ds[0]
+    assert not ds.has_labels and (y == 255).all() and y.shape == (H, W) and name == "t"
+    with pytest.raises(DatasetError, match="a training list needs labels"):
+        build_dataset(_cfg(tmp_path, [line]), "train")
+
+
+def _error(tmp_path, lines, match, split="val"):
+    with pytest.raises(DatasetError, match=match) as info:
+        ds = build_dataset(_cfg(tmp_path, lines), split)
+        ds[0]
+    return str(info.value)
+
+
+def test_bad_list_lines_are_named(tmp_path):
+    good = _write(tmp_path, "a", *_sample())
+    message = _error(
+        tmp_path, [good, "img/a.png lab/a.png extra"], r"l.lst:2: expected 'image_path label_path'"
+    )
+    assert "3 fields" in message
+    _error(
+        tmp_path, [good, "img/missing.png lab/a.png"], r"l.lst:2: file not found: .*img/missing.png"
+    )
+    _error(tmp_path, [good, "img/a.png"], "some lines have a label path and some do not")
+    _error(tmp_path, ["", "# comment"], "no samples")
+    with pytest.raises(DatasetError, match="cannot read list file"):
+        build_dataset(_cfg(tmp_path, [good], **{"DATASET.TEST_SET": "lists/none.lst"}), "val")
+
+
+def test_bad_samples_are_named(tmp_path):
+    _write(tmp_path, "a", *_sample())
+    (tmp_path / "list" / "img" / "broken.png").write_bytes(b"not an image")
+    message = _error(
+        tmp_path, ["img/broken.png lab/a.png"], r"l.lst:1: .*broken.png: not a readable image"
+    )
+    assert "l.lst:1" in message
+    image, label = _sample()
+    _write(tmp_path, "small", image, label[:10])
+    _error(
+        tmp_path,
+        ["img/small.png lab/small.png"],
+        r"l.lst:1: label .*small.png is 40x10 but image .*small.png is 40x20",
+    )
+    label = label.copy()
+    label[0, 0] = 7
+    _write(tmp_path, "seven", image, label)
+    _error(
+        tmp_path,
+        ["img/seven.png lab/seven.png"],
+        r"l.lst:1: label .*seven.png has values \[7\] outside \[0, 2\)",
+    )
+    _error(tmp_path, ["img/seven.png lab/seven.png"], "has values", split="train")
+
+
+def test_skip_bad_samples_counts_and_moves_on(tmp_path):
+    good = _write(tmp_path, "a", *_sample())
+    (tmp_path / "list" / "img" / "broken.png").write_bytes(b"not an image")
+    cfg = _cfg(
+        tmp_path,
+        ["img/broken.png lab/a.png", "img/missing.png lab/a.png", good],
+        **{"DATASET.SKIP_BAD_SAMPLES": "True"},
+    )
+    ds = build_dataset(cfg, "val")
+    assert len(ds) == 2 and ds.bad_samples == 1  # the missing file, at construction
+    assert ds[0][3] == "a" and ds.bad_samples == 2  # the broken image, replaced by the next sample
+
+
+def test_loader_batches_training_samples(tmp_path):
+    lines = [_write(tmp_path, f"s{i}", *_sample(i)) for i in range(4)]
+    ds = build_dataset(_cfg(tmp_path, lines), "train")
+    x, y, size, names = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
+    assert (
+        x.shape == (4, 3, 8, 16)
+        and y.shape == (4, 8, 16)
+        and size.shape == (4, 2)
+        and len(names) == 4
+    )
+
+
+def test_cv2_nearest_matches_for_int_labels():
+    label = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    assert cv2.resize(label, (8, 6), interpolation=cv2.INTER_NEAREST)[5, 7] == 11
