@@ -293,7 +293,7 @@ def test(model: nn.Module, loader, **kwargs) -> None:
 def metrics_table(metrics: dict, class_names: Sequence[str] | None = None) -> str:
     """A plain-text table: one row per class (IoU), then mIoU, pixel and mean accuracy."""
     names = list(class_names) if class_names else [str(c) for c in range(len(metrics["iou"]))]
-    width = max(8, *(len(n) for n in names))
+    width = max(10, *(len(n) for n in names))
     lines = [f"{'class':<{width}}  IoU", "-" * (width + 9)]
     lines += [f"{n:<{width}}  {v:.4f}" for n, v in zip(names, metrics["iou"])]
     lines += ["-" * (width + 9)]

@@ -252,6 +252,7 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
                     "scaler": scaler.state_dict(),
                     "iteration": (phase_epoch + 1) * iters,
                     "rng": rngs,
+                    "metrics": {k: metrics[k] for k in ("miou", "iou", "confusion_matrix")},
                 },
                 ckpt_path,
             )

@@ -1,0 +1,99 @@
+"""tools/train.py end to end on a tiny generated dataset: files, exact resume, NaN stop."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+
+from lib.core import trainer
+from lib.utils.checkpoint import load_file
+from tests.tools.conftest import DEMO_CFG, tiny_opts
+
+NAME = DEMO_CFG.stem
+
+
+def out_dir(tmp, sub="output"):
+    return tmp / sub / "daodixian_seg" / NAME
+
+
+def test_parse_args_accepts_both_legacy_local_rank_spellings():
+    for flag in (["--local_rank", "1"], ["--local-rank=1"]):
+        args = trainer.parse_args([*flag, "--cfg", "x.yaml", "TRAIN.LR", "0.1"])
+        assert args.local_rank == 1 and args.cfg == "x.yaml" and args.opts == ["TRAIN.LR", "0.1"]
+    assert trainer.parse_args([], default_cfg="d.yaml").cfg == "d.yaml"
+
+
+def test_resume_after_epoch_one_gives_the_same_weights(tiny_data, tmp_path, monkeypatch):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert trainer.main(["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, full)]) == 0
+
+    real = trainer.train_one_epoch
+    calls = []
+
+    def stop_in_epoch_two(*args, **kwargs):
+        calls.append(kwargs["epoch"])
+        if kwargs["epoch"] == 1:
+            raise KeyboardInterrupt  # as if killed after epoch 1 was saved
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", stop_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.main(["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, cut)])
+    assert load_file(out_dir(cut) / "checkpoint.pth.tar")["epoch"] == 1
+    assert not (out_dir(cut) / "final_state.pth").exists()
+    monkeypatch.setattr(trainer, "train_one_epoch", real)
+    opts = tiny_opts(tiny_data, cut, "TRAIN.RESUME", "True")
+    assert trainer.main(["--cfg", str(DEMO_CFG), *opts]) == 0
+
+    a = load_file(out_dir(full) / "final_state.pth")
+    b = load_file(out_dir(cut) / "final_state.pth")
+    assert a.keys() == b.keys()
+    assert any(k.startswith("model.") for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    ca = load_file(out_dir(full) / "checkpoint.pth.tar")
+    cb = load_file(out_dir(cut) / "checkpoint.pth.tar")
+    assert ca["epoch"] == cb["epoch"] == 2 and ca["best_mIoU"] == cb["best_mIoU"]
+    assert ca["metrics"] == cb["metrics"]
+
+
+def test_nan_loss_stops_and_keeps_saved_files(tiny_data, tmp_path, monkeypatch, caplog):
+    import lib.core.criterion as criterion_module
+
+    build = criterion_module.build_criterion
+    state = {"epoch": 0}
+    real_train = trainer.train_one_epoch
+
+    def track(*args, **kwargs):
+        state["epoch"] = kwargs["epoch"]
+        return real_train(*args, **kwargs)
+
+    class NanAfterEpochOne(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, outputs, target):
+            loss = self.inner(outputs, target)
+            return loss * float("nan") if state["epoch"] == 1 and self.training else loss
+
+    monkeypatch.setattr(
+        criterion_module, "build_criterion", lambda *a, **k: NanAfterEpochOne(build(*a, **k))
+    )
+    monkeypatch.setattr(trainer, "train_one_epoch", track)
+    rc = trainer.main(["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, tmp_path)])
+    assert rc == 1
+    assert "loss is nan at epoch 1 iteration 0" in caplog.text
+    files = out_dir(tmp_path)
+    assert load_file(files / "checkpoint.pth.tar")["epoch"] == 1
+    assert not (files / "final_state.pth").exists()
+    digest = hashlib.sha256((files / "checkpoint.pth.tar").read_bytes()).hexdigest()
+    assert (
+        trainer.main(
+            ["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, tmp_path, "TRAIN.RESUME", "True")]
+        )
+        == 1
+    )
+    assert hashlib.sha256((files / "checkpoint.pth.tar").read_bytes()).hexdigest() == digest
