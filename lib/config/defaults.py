@@ -102,6 +102,12 @@ _C.TEST.OUTPUT_INDEX = -1  # which model output is the prediction
 _C.TEST.AMP = ""  # (ours) autocast dtype for inference: "" | bf16 | fp16
 _C.TEST.FOLD_BN = False  # (ours) fold BatchNorm into convolutions for inference
 _C.TEST.WINDOW_BATCH = 4  # (ours) sliding windows evaluated per forward pass
+_C.TEST.TILE_SIZE = [1024, 1024]  # (ours) tools/predict.py tile at native resolution, width x height
+_C.TEST.TILE_OVERLAP = 256  # (ours) pixels neighbouring tiles share, cross-faded
+_C.TEST.TILE_BATCH = 4  # (ours) tiles per forward pass in tools/predict.py
+_C.TEST.TILE_SCALE = 1.0  # (ours) tools/predict.py runs at this fraction of native size (times SCALE_LIST)
+_C.TEST.WIRE_CLASSES = []  # (ours) class ids scored by wire P/R/F1 + clDice; empty: [1] for daodixian_seg
+_C.TEST.WIRE_TOLERANCE = 0.0075  # (ours) wire metric tolerance: < 1 fraction of the diagonal, >= 1 pixels
 
 _C.DEBUG = CN()
 _C.DEBUG.DEBUG = False  # kept from the official schema

@@ -1,0 +1,181 @@
+"""Native-resolution tiled inference with overlap and blending, for photos too large to shrink.
+
+Power-line photos are 5472x3078 and their wires 2-10 px wide: shrunk to the 2048 base size the
+wires vanish, so `tools/predict.py` runs the network on native-resolution tiles instead.
+
+- Tiles of `tile_size` (h, w) overlap by at least `overlap` pixels; tile origins are
+  multiples of `align` (the network's output stride, 32 for HRNet) so that every tile sees the
+  same down-sampling grid as the whole image would; the last tile of a row or column is flush
+  with the border. An image smaller than a tile is one tile of its own size.
+- Each tile goes through the network at every scale (the tile resized by the scale, as test.py
+  resizes the image) with optional flip, using `lib.core.inference.predict`, so the scores are
+  the official ones: exp of the (flip-averaged) logits, summed over scales.
+- Overlapping tiles are cross-faded: a tile's weight ramps linearly from ~0 at an inner edge to
+  1 across the overlap with its neighbour (image borders keep weight 1), so there are no seams.
+- Tiles of one row go through the network `tile_batch` at a time, and only one row band of
+  scores (C, tile_h + overlap, W) is held: rows no later tile touches are finished and handed
+  out (`iter_tiled_rows`), so memory does not grow with the photo beyond its label map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lib.core.inference import predict
+from lib.datasets.base import MEAN, STD
+
+__all__ = [
+    "tile_origins",
+    "edge_ramp",
+    "normalise",
+    "iter_tiled_rows",
+    "tiled_inference",
+    "tiled_predict",
+]
+
+
+def tile_origins(length: int, tile: int, overlap: int, align: int = 32) -> list[int]:
+    """Start offsets along one axis: neighbours overlap by >= `overlap`, starts are multiples
+    of `align` except the last (flush with the end); a single 0 when `tile` >= `length`."""
+    if tile <= overlap:
+        raise ValueError(f"tile size {tile} must be larger than the overlap {overlap}")
+    if tile >= length:
+        return [0]
+    step = max(align, (tile - overlap) // align * align)
+    origins = list(range(0, length - tile, step))
+    if origins[-1] != length - tile:
+        origins.append(length - tile)
+    return origins
+
+
+def edge_ramp(size: int, before: int, after: int) -> torch.Tensor:
+    """(size,) weights: rising over the first `before` samples, falling over the last `after`."""
+    w = torch.ones(size)
+    if before > 0:
+        w[:before] = torch.minimum(w[:before], (torch.arange(before) + 0.5) / before)
+    if after > 0:
+        w[size - after :] = torch.minimum(
+            w[size - after :], (torch.arange(after, 0, -1) - 0.5) / after
+        )
+    return w
+
+
+def _overlaps(origins: list[int], tile: int) -> list[tuple[int, int]]:
+    """(overlap with the previous tile, overlap with the next tile) for each origin."""
+    out = []
+    for i, o in enumerate(origins):
+        before = origins[i - 1] + tile - o if i > 0 else 0
+        after = o + tile - origins[i + 1] if i + 1 < len(origins) else 0
+        out.append((max(before, 0), max(after, 0)))
+    return out
+
+
+def normalise(
+    rgb: np.ndarray, mean: Sequence[float] = MEAN, std: Sequence[float] = STD
+) -> torch.Tensor:
+    """RGB uint8 (h, w, 3) -> float32 (3, h, w) with the training normalisation."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255)
+    return x.sub_(torch.tensor(mean).view(3, 1, 1)).div_(torch.tensor(std).view(3, 1, 1))
+
+
+def _tile_scores(
+    model: nn.Module, x: torch.Tensor, scales: Sequence[float], kwargs: dict
+) -> torch.Tensor:
+    """(N, 3, h, w) tiles -> (N, C, h, w) exp-logits summed over scales (test.py semantics)."""
+    h, w = x.shape[-2:]
+    total = None
+    for scale in scales:
+        size = (max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5)))
+        xs = (
+            x
+            if size == (h, w)
+            else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        )
+        out = predict(model, xs, **kwargs)
+        if size != (h, w):
+            out = F.interpolate(
+                out, size=(h, w), mode="bilinear", align_corners=kwargs["align_corners"]
+            )
+        total = out if total is None else total + out
+    return total
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def iter_tiled_rows(
+    model: nn.Module,
+    image: np.ndarray,
+    *,
+    num_classes: int,
+    tile_size: Sequence[int] = (1024, 1024),
+    overlap: int = 256,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    tile_batch: int = 4,
+    align: int = 32,
+    align_corners: bool = True,
+    output_index: int = -1,
+    amp: str = "",
+    mean: Sequence[float] = MEAN,
+    std: Sequence[float] = STD,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (y0, scores) for consecutive finished row bands of an RGB uint8 (H, W, 3) photo.
+
+    scores: (C, rows, W) float32 blended exp-logits on the model's device; the bands cover
+    rows 0..H in order. tile_size is (h, w). The model is expected to be in eval mode.
+    """
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"tiled inference expects an RGB (H, W, 3) image, got shape {image.shape}")
+    device = _device_of(model)
+    height, width = image.shape[:2]
+    th, tw = min(int(tile_size[0]), height), min(int(tile_size[1]), width)
+    ys, xs = tile_origins(height, th, overlap, align), tile_origins(width, tw, overlap, align)
+    y_ov, x_ov = _overlaps(ys, th), _overlaps(xs, tw)
+    col_weights = [edge_ramp(tw, *x_ov[j]).to(device) for j in range(len(xs))]
+    kwargs = dict(flip=flip, align_corners=align_corners, output_index=output_index, amp=amp)
+
+    band_y0 = 0  # first row held in `acc`
+    acc = torch.zeros((num_classes, 0, width), device=device)
+    wsum = torch.zeros((0, width), device=device)
+    for i, y0 in enumerate(ys):
+        grow = y0 + th - band_y0 - acc.shape[1]
+        if grow > 0:
+            acc = torch.cat([acc, acc.new_zeros((num_classes, grow, width))], 1)
+            wsum = torch.cat([wsum, wsum.new_zeros((grow, width))], 0)
+        row_weight = edge_ramp(th, *y_ov[i]).to(device)
+        for start in range(0, len(xs), max(1, tile_batch)):
+            cols = list(range(start, min(start + max(1, tile_batch), len(xs))))
+            tiles = torch.stack(
+                [normalise(image[y0 : y0 + th, xs[j] : xs[j] + tw], mean, std) for j in cols]
+            )
+            scores = _tile_scores(model, tiles.to(device), scales, kwargs)
+            r0 = y0 - band_y0
+            for k, j in enumerate(cols):
+                weight = row_weight[:, None] * col_weights[j][None, :]
+                acc[:, r0 : r0 + th, xs[j] : xs[j] + tw] += scores[k] * weight
+                wsum[r0 : r0 + th, xs[j] : xs[j] + tw] += weight
+        done = (ys[i + 1] if i + 1 < len(ys) else height) - band_y0  # rows no later tile touches
+        yield band_y0, acc[:, :done] / wsum[:done]
+        acc, wsum, band_y0 = acc[:, done:], wsum[done:], band_y0 + done
+
+
+def tiled_inference(model: nn.Module, image: np.ndarray, **kwargs) -> torch.Tensor:
+    """(1, C, H, W) blended scores of the whole photo (holds them all: for tests and small photos)."""
+    return torch.cat([scores for _, scores in iter_tiled_rows(model, image, **kwargs)], 1)[None]
+
+
+def tiled_predict(model: nn.Module, image: np.ndarray, **kwargs) -> np.ndarray:
+    """(H, W) uint8 class ids of an RGB uint8 (H, W, 3) photo, in bounded memory."""
+    labels = np.empty(image.shape[:2], np.uint8)
+    for y0, scores in iter_tiled_rows(model, image, **kwargs):
+        labels[y0 : y0 + scores.shape[1]] = scores.argmax(0).to(torch.uint8).cpu().numpy()
+    return labels
