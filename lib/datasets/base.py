@@ -244,16 +244,16 @@ class ListDataset(torch.utils.data.Dataset):
         if self.multi_scale:
             rand_scale = 0.5 + random.randint(0, self.scale_factor) / 10.0
             size = scaled_size(width, height, int(self.base_size * rand_scale + 0.5))
-            if self.reduced_decode:
-                image = decode_image(item["image"], size, data=data)
-            else:
-                image = cv2.resize(
-                    decode_image(item["image"], data=data), size, interpolation=cv2.INTER_LINEAR
-                )
-            raw = cv2.resize(raw, size, interpolation=cv2.INTER_NEAREST)
         else:
+            size = (width, height)
+        if self.reduced_decode:
+            image, label = self._scaled_crop(item, data, width, height, raw, size)
+        else:  # the official order: resize the whole image and label, then pad and crop
             image = decode_image(item["image"], data=data)
-        image, label = self._random_crop(image, raw)
+            if size != (width, height):
+                image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+                raw = cv2.resize(raw, size, interpolation=cv2.INTER_NEAREST)
+            image, label = self._random_crop(image, raw)
         if self.brightness_shift and random.random() >= 0.5:
             shift = random.randint(-self.brightness_shift, self.brightness_shift)
             image = np.clip(image.astype(np.int16) + shift, 0, 255).astype(np.uint8)
@@ -269,6 +269,49 @@ class ListDataset(torch.utils.data.Dataset):
                 interpolation=cv2.INTER_NEAREST,
             )
         return image, label
+
+    def _scaled_crop(
+        self,
+        item: dict,
+        data: np.ndarray,
+        width: int,
+        height: int,
+        raw: np.ndarray,
+        size: tuple[int, int],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scale to `size`, pad and crop, computing only the crop window (same random draws).
+
+        The image is decoded at reduced resolution when `size` allows and only the window is
+        resampled, with cv2.resize's bilinear pixel-centre mapping; the label window uses
+        cv2.resize's nearest mapping (floor(x * src / dst)), so labels equal the official ones.
+        """
+        tw, th = size
+        x = random.randint(0, max(tw, self.crop_w) - self.crop_w)
+        y = random.randint(0, max(th, self.crop_h) - self.crop_h)
+        vw, vh = min(self.crop_w, tw - x), min(self.crop_h, th - y)  # the part that is not padding
+        image = decode_image(item["image"], size, data=data, exact=False)
+        sx, sy = image.shape[1] / tw, image.shape[0] / th
+        matrix = np.array([[sx, 0.0, (x + 0.5) * sx - 0.5], [0.0, sy, (y + 0.5) * sy - 0.5]])
+        window = cv2.warpAffine(
+            image,
+            matrix,
+            (vw, vh),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        xs = np.minimum(
+            np.floor(np.arange(x, x + vw) * (1.0 / (tw / width))).astype(np.intp), width - 1
+        )
+        ys = np.minimum(
+            np.floor(np.arange(y, y + vh) * (1.0 / (th / height))).astype(np.intp), height - 1
+        )
+        label = self._map(raw[np.ix_(ys, xs)])
+        if (vh, vw) == (self.crop_h, self.crop_w):
+            return window, label
+        out_image = np.zeros((self.crop_h, self.crop_w, 3), np.uint8)
+        out_label = np.full((self.crop_h, self.crop_w), self.ignore_label, np.int64)
+        out_image[:vh, :vw], out_label[:vh, :vw] = window, label
+        return out_image, out_label
 
     def _random_crop(self, image: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pad (image 0, label ignore) to the crop size and crop at random, as rand_crop does."""

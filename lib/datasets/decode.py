@@ -73,12 +73,16 @@ def _reduction(src_long: int, dst_long: int) -> int:
 
 
 def decode_image(
-    path: str | Path, size: tuple[int, int] | None = None, data: np.ndarray | None = None
+    path: str | Path,
+    size: tuple[int, int] | None = None,
+    data: np.ndarray | None = None,
+    exact: bool = True,
 ) -> np.ndarray:
     """Decode an image to RGB uint8 (H, W, 3); resized (bilinear) to `size` (width, height) if given.
 
     With `size` much smaller than the file, a JPEG is decoded at 1/2, 1/4 or 1/8 resolution
-    first; the result has exactly `size` either way.
+    first; the result has exactly `size` either way, unless `exact` is False: then the
+    (possibly reduced) decode is returned as it is, at least `size` large.
     """
     if data is None:
         data = read_bytes(path)
@@ -89,7 +93,7 @@ def decode_image(
     image = cv2.imdecode(data, _REDUCED[k])
     if image is None:
         raise DecodeError(f"{path}: not a readable image (OpenCV could not decode it)")
-    if size is not None and (image.shape[1], image.shape[0]) != tuple(size):
+    if exact and size is not None and (image.shape[1], image.shape[0]) != tuple(size):
         image = cv2.resize(image, tuple(size), interpolation=cv2.INTER_LINEAR)
     return image
 
@@ -104,7 +108,16 @@ def decode_label(path: str | Path, data: np.ndarray | None = None) -> np.ndarray
                 raise DecodeError(
                     f"{path}: label must be a single-channel (L, P or 16-bit) image, got mode {img.mode}"
                 )
-            label = np.asarray(img)
+            if img.mode == "L" and img.format == "PNG":
+                label = cv2.imdecode(
+                    data, cv2.IMREAD_GRAYSCALE
+                )  # faster than Pillow for 8-bit PNGs
+                if label is None or label.shape != (img.size[1], img.size[0]):
+                    raise DecodeError(
+                        f"{path}: not a readable label image (OpenCV could not decode it)"
+                    )
+            else:
+                label = np.asarray(img)  # palette PNGs: the indices, not the colours
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise DecodeError(f"{path}: not a readable label image ({err})") from None
     if label.dtype == bool:

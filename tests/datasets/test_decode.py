@@ -86,7 +86,8 @@ def test_target_size_rounds_like_official():
     assert target_size(3078, 5472, 1024) == (576, 1024)
 
 
-def test_training_crop_geometry_same_with_and_without_reduced_decode(tmp_path):
+@pytest.mark.parametrize("crop", [(128, 64), (640, 400)])  # (640, 400): small scales need padding
+def test_training_crop_geometry_same_with_and_without_reduced_decode(tmp_path, crop):
     (tmp_path / "list").mkdir()
     image = _smooth_jpeg(tmp_path / "list" / "a.jpg")
     label = (image[:, :, 0] > 127).astype(np.uint8)
@@ -108,15 +109,15 @@ def test_training_crop_geometry_same_with_and_without_reduced_decode(tmp_path):
                 "TRAIN.BASE_SIZE",
                 "960",
                 "TRAIN.IMAGE_SIZE",
-                "[128, 64]",
+                str(list(crop)),
                 "DATASET.REDUCED_DECODE",
                 str(reduced),
             ],
         )
         ds = build_dataset(cfg, "train")
         random.seed(3)
-        outs.append([ds[0] for _ in range(6)])
+        outs.append([ds[0] for _ in range(8)])
     for (xr, yr, _, _), (xf, yf, _, _) in zip(*outs):
-        assert xr.shape == xf.shape == (3, 64, 128)
+        assert xr.shape == xf.shape == (3, crop[1], crop[0])
         assert (yr == yf).all()  # labels identical: same scale, crop and flip
         assert (xr - xf).abs().mean() < 0.05  # images differ only by decoder rounding
