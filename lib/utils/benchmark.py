@@ -1,0 +1,354 @@
+"""Measurements behind tools/benchmark.py: inference, training steps, decoding, whole photos.
+
+Every measurement returns a row dict with at least `variant`, `images_per_s`, `latency_ms`
+(median over `runs` timed calls after `warmup` untimed ones) and `peak_mem_mb`. A variant is a
+name made of `+`-joined fast paths (`fp32 eager` is none of them: numerically the official
+model): `channels_last`, `bf16` / `fp16` (autocast), `bn folded` (inference only),
+`compile` (`torch.compile`). A variant that cannot run here gives a row with `skipped` set to
+the reason instead of numbers.
+
+Peak memory: on CUDA `torch.cuda.max_memory_allocated`; on CPU the process's peak resident set
+(VmHWM in /proc/self/status), reset before each row by writing 5 to /proc/self/clear_refs.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import platform
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from lib.core.criterion import build_criterion
+from lib.core.inference import multi_scale_inference
+from lib.datasets.decode import decode_image, image_size, read_bytes, target_size
+from lib.models.fusion import fold_batchnorm
+from lib.utils.amp import AMP_NAMES, autocast, autocast_dtype, bf16_supported, grad_scaler
+
+__all__ = ["Variant", "parse_variant", "INFER_VARIANTS", "TRAIN_VARIANTS", "PHOTO_VARIANTS",
+           "PeakMemory", "environment", "random_image", "calibrate", "bench_infer",
+           "bench_train", "bench_decode", "bench_photo", "write_test_photo"]
+
+logger = logging.getLogger(__name__)
+
+INFER_VARIANTS = ("fp32 eager", "channels_last", "bf16", "bf16+channels_last",
+                  "bn folded+channels_last", "bn folded+bf16+channels_last",
+                  "compile+bn folded+bf16+channels_last")
+TRAIN_VARIANTS = ("fp32 eager", "channels_last", "bf16+channels_last",
+                  "compile+bf16+channels_last")
+PHOTO_VARIANTS = ("fp32 eager", "bn folded+bf16+channels_last")
+_TOKENS = {"channels_last", "bn folded", "compile", *[k for k in AMP_NAMES if k]}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named combination of fast paths."""
+
+    name: str
+    channels_last: bool = False
+    amp: str = ""
+    fold_bn: bool = False
+    compile: bool = False
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+
+def parse_variant(name: str) -> Variant:
+    """`fp32 eager` or `+`-joined tokens: channels_last, bf16, fp16, bn folded, compile."""
+    name = name.strip()
+    if name == "fp32 eager":
+        return Variant(name)
+    tokens = {t.strip() for t in name.split("+")}
+    unknown = tokens - _TOKENS
+    if unknown:
+        raise ValueError(f"variant {name!r}: unknown part(s) {sorted(unknown)}; "
+                         f"use 'fp32 eager' or '+'-joined {sorted(_TOKENS)}")
+    if {"bf16", "fp16"} <= tokens:
+        raise ValueError(f"variant {name!r}: choose one of bf16 and fp16")
+    amp = "bf16" if "bf16" in tokens else "fp16" if "fp16" in tokens else ""
+    return Variant(name, "channels_last" in tokens, amp, "bn folded" in tokens, "compile" in tokens)
+
+
+class PeakMemory:
+    """Peak memory since the last `reset()`, in MiB, with the method named in `method`."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.resettable = False
+        if device.type == "cuda":
+            self.method = "torch.cuda.max_memory_allocated (per row)"
+        elif Path("/proc/self/status").is_file():
+            self.resettable = self._clear_refs()
+            self.method = ("VmHWM from /proc/self/status (peak RSS), reset per row via "
+                           "/proc/self/clear_refs" if self.resettable else
+                           "VmHWM from /proc/self/status (peak RSS since process start)")
+        else:
+            self.method = "unavailable"
+
+    @staticmethod
+    def _clear_refs() -> bool:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            return True
+        except OSError:
+            return False
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        elif self.resettable:
+            self._clear_refs()
+
+    def peak_mb(self) -> float | None:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        if self.method == "unavailable":
+            return None
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return None
+
+
+def environment(device: torch.device) -> dict:
+    """torch version, device name, threads, python: recorded with every benchmark."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        cpuinfo = Path("/proc/cpuinfo")
+        if cpuinfo.is_file():
+            for line in cpuinfo.read_text().splitlines():
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    return {"torch": torch.__version__, "device": str(device), "device_name": name,
+            "threads": torch.get_num_threads(), "python": platform.python_version(),
+            "bf16_native": bf16_supported(device)}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], object], runs: int, warmup: int, device: torch.device) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(max(1, runs)):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _row(variant: str, images: int, times: list[float], peak: float | None, **extra) -> dict:
+    median = statistics.median(times)
+    return {"variant": variant, "images_per_s": images / median, "latency_ms": median * 1e3,
+            "peak_mem_mb": peak, "runs_ms": [t * 1e3 for t in times], **extra}
+
+
+def skipped_row(variant: str, reason: str) -> dict:
+    """A row for a variant that could not run, with the reason."""
+    return {"variant": variant, "images_per_s": None, "latency_ms": None, "peak_mem_mb": None,
+            "skipped": reason}
+
+
+def random_image(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """Photo-like normalised input (N, 3, H, W): smooth random fields plus fine noise."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randn(n, 3, max(1, h // 32), max(1, w // 32), generator=g)
+    x = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
+    return x + 0.3 * torch.randn(n, 3, h, w, generator=g)
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, size: tuple[int, int] = (128, 256), passes: int = 3) -> nn.Module:
+    """Random weights that give a meaningful argmax: He-initialised convs, BN stats from inputs.
+
+    The official init (N(0, 0.001) convs, unit BN) makes activations vanish, so every pixel gets
+    the same class and argmax agreement says nothing. Returns the model in eval mode.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration passes
+    model.train()
+    for k in range(passes):
+        model(random_image(2, *size, seed=100 + k))
+    model.eval()
+    return model
+
+
+def _main_output(out) -> torch.Tensor:
+    return (out[-1] if isinstance(out, (list, tuple)) else out).float()
+
+
+def _agreement(out: torch.Tensor, reference: torch.Tensor | None) -> dict:
+    if reference is None:
+        return {}
+    return {"argmax_agree": (out.argmax(1) == reference.argmax(1)).float().mean().item(),
+            "max_abs_diff": (out - reference).abs().max().item()}
+
+
+def _prepared(model: nn.Module, variant: Variant, train: bool) -> tuple[nn.Module, Callable]:
+    """A copy of `model` with the variant's layout and folding, and the callable to run."""
+    model = copy.deepcopy(model)
+    model.train(train)
+    if variant.fold_bn:
+        fold_batchnorm(model)
+    if variant.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model, (torch.compile(model) if variant.compile else model)
+
+
+def bench_infer(model: nn.Module, variant: Variant, x: torch.Tensor, runs: int, warmup: int,
+                memory: PeakMemory, reference: torch.Tensor | None = None) -> tuple[dict, torch.Tensor]:
+    """Eval forward passes of `x` (N, 3, H, W); returns the row and the main output (float)."""
+    device = x.device
+    dtype = autocast_dtype(variant.amp, device, key=f"variant {variant.name!r}")
+    _, fn = _prepared(model, variant, train=False)
+    x = x.contiguous(memory_format=variant.memory_format)
+
+    def forward():
+        with torch.no_grad(), autocast(device, dtype):
+            return fn(x)
+
+    memory.reset()
+    start = time.perf_counter()
+    out = _main_output(forward())  # the first call compiles, when compiling; counts as warm-up
+    first = time.perf_counter() - start
+    times = _timed(forward, runs, max(0, warmup - 1), device)
+    row = _row(variant.name, x.shape[0], times, memory.peak_mb(), first_call_s=first,
+               **_agreement(out, reference))
+    return row, out
+
+
+def bench_train(model: nn.Module, cfg, variant: Variant, x: torch.Tensor, target: torch.Tensor,
+                runs: int, warmup: int, memory: PeakMemory) -> dict:
+    """SGD steps (forward, loss, backward, step) on `x` (N, 3, H, W) and `target` (N, H, W).
+
+    The loss is computed in float32 on the autocast outputs, as the training loop does.
+    """
+    if variant.fold_bn:
+        raise ValueError("bn folded is an inference-only variant")
+    device = x.device
+    dtype = autocast_dtype(variant.amp, device, key=f"variant {variant.name!r}")
+    net, fn = _prepared(model, variant, train=True)
+    x = x.contiguous(memory_format=variant.memory_format)
+    criterion = build_criterion(cfg).to(device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9)
+    scaler = grad_scaler(variant.amp, device)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, dtype):
+            outputs = fn(x)
+        outputs = [o.float() for o in outputs] if isinstance(outputs, (list, tuple)) else outputs.float()
+        loss = criterion(outputs, target)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return loss
+
+    memory.reset()
+    start = time.perf_counter()
+    loss = step().item()
+    first = time.perf_counter() - start
+    times = _timed(step, runs, max(0, warmup - 1), device)
+    return _row(variant.name, x.shape[0], times, memory.peak_mb(), first_call_s=first,
+                first_loss=loss)
+
+
+def write_test_photo(path: str | Path, height: int = 3078, width: int = 5472, seed: int = 0) -> Path:
+    """A photo-sized JPEG (quality 95) with sky, ground, texture and wires: decoding costs like a photo."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (height // 64 + 1, width // 64 + 1, 3), dtype=np.uint8)
+    image = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+    image = cv2.add(image, rng.integers(0, 24, image.shape, dtype=np.uint8))
+    for k in range(6):
+        y = int(height * (0.2 + 0.1 * k))
+        cv2.line(image, (0, y), (width - 1, y + 200 * k), (30, 30, 30), 6)
+    path = Path(path)
+    Image.fromarray(image).save(path, quality=95)
+    return path
+
+
+def _seed_decode(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """The seed's way: Pillow decodes the photo to check it, OpenCV decodes it again, then resize."""
+    with Image.open(path) as img:
+        img.convert("RGB").load()
+    image = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+
+
+def bench_decode(path: Path, base_size: int, scale_factor: int, samples: int,
+                 memory: PeakMemory, seed: int = 0) -> list[dict]:
+    """Samples/s of one worker decoding `path` at the training's random scales, three ways.
+
+    Scales are `0.5 + randint(0, scale_factor) / 10` of `base_size` on the long side (the same
+    sequence for each way): `seed decode`, `decode once` (one full OpenCV decode + resize) and
+    `reduced decode` (libjpeg DCT scaling when the target is half the photo or less).
+    """
+    width, height = image_size(read_bytes(path), path)
+    rng = random.Random(seed)
+    sizes = [target_size(width, height, int(base_size * (0.5 + rng.randint(0, scale_factor) / 10) + 0.5))
+             for _ in range(samples)]
+    ways = {
+        "seed decode": lambda s: _seed_decode(path, s),
+        "decode once": lambda s: cv2.resize(decode_image(path), s, interpolation=cv2.INTER_LINEAR),
+        "reduced decode": lambda s: decode_image(path, s),
+    }
+    rows = []
+    for name, fn in ways.items():
+        memory.reset()
+        fn(sizes[0])  # warm-up: file cache, codec tables
+        times = []
+        for s in sizes:
+            start = time.perf_counter()
+            out = fn(s)
+            times.append(time.perf_counter() - start)
+            assert out.shape[:2] == (s[1], s[0])
+        rows.append(_row(name, 1, times, memory.peak_mb(), photo=f"{width}x{height}",
+                         base_size=base_size))
+    return rows
+
+
+def bench_photo(model: nn.Module, cfg, variant: Variant, image: torch.Tensor, scales: list[float],
+                flip: bool, window_batch: int, runs: int, warmup: int, memory: PeakMemory) -> dict:
+    """Whole-photo multi-scale inference (lib.core.inference) of `image` (1, 3, H, W)."""
+    device = next(model.parameters()).device
+    dtype = autocast_dtype(variant.amp, device, key=f"variant {variant.name!r}")
+    amp = {None: "", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    memory.reset()
+    _, fn = _prepared(model, variant, train=False)
+    crop_w, crop_h = cfg.TEST.IMAGE_SIZE
+
+    def infer():
+        return multi_scale_inference(
+            fn, image, num_classes=cfg.DATASET.NUM_CLASSES, scales=scales, flip=flip,
+            base_size=cfg.TEST.BASE_SIZE, crop_size=(crop_h, crop_w),
+            align_corners=cfg.MODEL.ALIGN_CORNERS, output_index=cfg.TEST.OUTPUT_INDEX,
+            window_batch=window_batch, amp=amp, memory_format=variant.memory_format)
+
+    times = _timed(infer, runs, warmup, device)
+    return _row(variant.name, 1, times, memory.peak_mb(), photo=f"{image.shape[3]}x{image.shape[2]}",
+                scales=list(scales), flip=flip, window_batch=window_batch)

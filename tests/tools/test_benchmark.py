@@ -1,0 +1,63 @@
+"""tools/benchmark.py in its tiny mode: a small model, a tiny input, one run; valid json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lib.utils.benchmark import parse_variant
+from tools.benchmark import main
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_CFG = str(REPO / "experiments" / "daodixian_seg" / "seg_hrnet_ocr_w18_small_v1_demo.yaml")
+TINY = ["--runs", "1", "--warmup", "0", "--threads", "1"]
+
+
+def _run(tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / "bench.json"
+    assert main(["--cfg", DEMO_CFG, *TINY, "--json", str(out), *args]) == 0
+    result = json.loads(out.read_text())
+    for key in ("torch", "device", "threads", "peak_mem_method", "rows"):
+        assert key in result
+    for row in result["rows"]:
+        for key in ("variant", "images_per_s", "latency_ms", "peak_mem_mb"):
+            assert key in row
+    return result
+
+
+def test_infer_rows_start_with_fp32_eager_and_report_agreement(tmp_path):
+    result = _run(tmp_path, "--what", "infer", "--input-size", "64x96",
+                  "--variants", "fp32 eager,channels_last,bn folded+channels_last,fp16")
+    rows = result["rows"]
+    assert [r["variant"] for r in rows][:3] == ["fp32 eager", "channels_last", "bn folded+channels_last"]
+    assert rows[0]["images_per_s"] > 0 and rows[0]["speedup"] == 1.0
+    assert rows[0]["peak_mem_mb"] > 0
+    assert rows[2]["argmax_agree"] > 0.99
+    assert "CUDA" in rows[3]["skipped"]  # fp16 autocast is refused on CPU, reported in the row
+
+
+def test_train_rows(tmp_path):
+    result = _run(tmp_path, "--what", "train", "--input-size", "64x64", "--batch", "2",
+                  "--variants", "fp32 eager,channels_last")
+    assert all(r["images_per_s"] > 0 for r in result["rows"])
+
+
+def test_data_rows_decode_a_generated_photo(tmp_path):
+    result = _run(tmp_path, "--what", "data", "--photo-size", "300x500", "--samples", "2",
+                  "TRAIN.BASE_SIZE", "256")
+    assert [r["variant"] for r in result["rows"]] == ["seed decode", "decode once", "reduced decode"]
+
+
+def test_photo_row(tmp_path):
+    result = _run(tmp_path, "--what", "photo", "--photo-size", "120x200", "--scales", "0.5,1.0",
+                  "--variants", "fp32 eager", "TEST.BASE_SIZE", "200", "TEST.IMAGE_SIZE", "[96, 64]")
+    assert result["rows"][0]["photo"] == "200x120"
+    assert result["rows"][0]["latency_ms"] > 0
+
+
+def test_unknown_variant_is_refused():
+    with pytest.raises(ValueError, match="unknown"):
+        parse_variant("fp32+turbo")
+    assert parse_variant("bn folded+bf16+channels_last").fold_bn

@@ -1,0 +1,183 @@
+"""Speed and memory of the fast paths, side by side: prints a table and writes a json file.
+
+  python tools/benchmark.py --cfg X --what infer --input-size 512x1024 --batch 1 --json out.json
+  --what infer   eval forward passes (images/s, argmax agreement with fp32 eager)
+  --what train   SGD steps: forward, loss, backward, step
+  --what data    one worker decoding a photo at the training's random scales, three ways
+  --what photo   whole-photo multi-scale (+flip) inference of a 5472x3078 photo, peak memory
+
+Rows are medians of --runs timed calls after --warmup untimed ones. Without weights (--weights
+or MODEL.PRETRAINED) the model gets calibrated random weights (lib.utils.benchmark.calibrate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from lib.config import get_config
+from lib.datasets.base import MEAN, STD
+from lib.datasets.decode import decode_image
+from lib.models import get_seg_model, load_weights
+from lib.utils import benchmark as bm
+
+DEFAULT_VARIANTS = {"infer": bm.INFER_VARIANTS, "train": bm.TRAIN_VARIANTS,
+                    "photo": bm.PHOTO_VARIANTS, "data": ()}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'HxW' -> (H, W)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 512x1024), got {text!r}") from None
+    return h, w
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cfg", required=True, help="experiment yaml")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--what", choices=["infer", "train", "data", "photo"], default="infer")
+    p.add_argument("--input-size", type=parse_size, default=(512, 1024), help="HxW (infer, train)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--runs", type=int, default=3, help="timed calls per row (median reported)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls first (incl. compiling)")
+    p.add_argument("--variants", default="", help="comma-separated variant names (default: all for --what)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--weights", default="", help="state dict to load (default: MODEL.PRETRAINED or calibrated random)")
+    p.add_argument("--photo", default="", help="JPEG for data/photo (default: a generated 5472x3078 one)")
+    p.add_argument("--photo-size", type=parse_size, default=(3078, 5472), help="HxW of the generated photo")
+    p.add_argument("--scales", default="0.5,0.75,1.0", help="photo: inference scales")
+    p.add_argument("--no-flip", action="store_true", help="photo: no flip averaging")
+    p.add_argument("--window-batch", type=int, default=0, help="photo: windows per forward (0: TEST.WINDOW_BATCH)")
+    p.add_argument("--samples", type=int, default=20, help="data: decodes per way")
+    p.add_argument("--json", default="", help="write the rows and the environment here")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
+    return p.parse_args(argv)
+
+
+def build_model(cfg, weights: str, device: torch.device) -> tuple[torch.nn.Module, str]:
+    model = get_seg_model(cfg, load_pretrained=False)
+    source = weights or cfg.MODEL.PRETRAINED
+    if source:
+        load_weights(model, source, strict=True)
+        description = source
+    else:
+        bm.calibrate(model)
+        description = "calibrated random (He-initialised convs, BN statistics from 3 passes)"
+    return model.to(device).eval(), description
+
+
+def run(args: argparse.Namespace) -> dict:
+    cfg = get_config(args.cfg, args.opts)
+    device = torch.device(args.device)
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return _run(args, cfg, device)
+    finally:
+        torch.set_num_threads(threads)  # main() may run inside a larger process (tests)
+
+
+def _run(args: argparse.Namespace, cfg, device: torch.device) -> dict:
+    memory = bm.PeakMemory(device)
+    names = [v for v in args.variants.split(",") if v.strip()] or list(DEFAULT_VARIANTS[args.what])
+    variants = [bm.parse_variant(v) for v in names]
+    result = {"what": args.what, "cfg": args.cfg, **bm.environment(device),
+              "peak_mem_method": memory.method, "runs": args.runs, "warmup": args.warmup}
+    rows: list[dict] = []
+    tmp = tempfile.TemporaryDirectory()
+
+    def photo_path() -> Path:
+        if args.photo:
+            return Path(args.photo)
+        return bm.write_test_photo(Path(tmp.name) / "photo.jpg", *args.photo_size)
+
+    if args.what == "data":
+        path = photo_path()
+        rows = bm.bench_decode(path, cfg.TRAIN.BASE_SIZE, cfg.TRAIN.SCALE_FACTOR, args.samples, memory)
+        result.update(photo=str(path), photo_bytes=path.stat().st_size, base_size=cfg.TRAIN.BASE_SIZE)
+    else:
+        model, result["weights"] = build_model(cfg, args.weights, device)
+        h, w = args.input_size
+        result.update(input_size=[args.batch, 3, h, w])
+        x = bm.random_image(args.batch, h, w).to(device)
+        target = torch.randint(0, cfg.DATASET.NUM_CLASSES, (args.batch, h, w), device=device)
+        reference = None
+        if args.what == "photo":
+            path = photo_path()
+            image = torch.from_numpy(decode_image(path)).permute(2, 0, 1).float().div(255)
+            mean = torch.tensor(MEAN).view(3, 1, 1)
+            std = torch.tensor(STD).view(3, 1, 1)
+            image = ((image - mean) / std)[None]
+            result.update(input_size=list(image.shape), photo=str(path))
+        for variant in variants:
+            logging.info("%s: %s", args.what, variant.name)
+            try:
+                if args.what == "infer":
+                    row, out = bm.bench_infer(model, variant, x, args.runs, args.warmup, memory, reference)
+                    if variant.name == "fp32 eager":
+                        reference = out
+                elif args.what == "train":
+                    row = bm.bench_train(model, cfg, variant, x, target, args.runs, args.warmup, memory)
+                else:
+                    scales = [float(s) for s in args.scales.split(",")]
+                    row = bm.bench_photo(model, cfg, variant, image, scales, not args.no_flip,
+                                         args.window_batch or cfg.TEST.WINDOW_BATCH,
+                                         args.runs, args.warmup, memory)
+            except Exception as err:  # a variant that cannot run here is reported, not fatal
+                reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                logging.warning("%s skipped: %s", variant.name, reason)
+                row = bm.skipped_row(variant.name, reason)
+            rows.append(row)
+    tmp.cleanup()
+    base = rows[0]["images_per_s"] if rows else None
+    for row in rows:
+        row["speedup"] = row["images_per_s"] / base if base and row["images_per_s"] else None
+    result["rows"] = rows
+    return result
+
+
+def table(result: dict) -> str:
+    """The rows as a plain-text table, environment first."""
+    head = (f"{result['what']} on {result['device']} ({result['device_name']}), torch "
+            f"{result['torch']}, {result['threads']} threads; peak memory: {result['peak_mem_method']}")
+    lines = [head, f"{'variant':<40} {'images/s':>9} {'latency ms':>11} {'peak MB':>9} "
+                   f"{'speedup':>8} {'argmax':>8}"]
+    for r in result["rows"]:
+        if r.get("skipped"):
+            lines.append(f"{r['variant']:<40} skipped: {r['skipped']}")
+            continue
+        agree = f"{100 * r['argmax_agree']:.2f}%" if "argmax_agree" in r else ""
+        peak = f"{r['peak_mem_mb']:.0f}" if r["peak_mem_mb"] is not None else "-"
+        speed = f"{r['speedup']:.2f}x" if r["speedup"] else ""
+        lines.append(f"{r['variant']:<40} {r['images_per_s']:>9.3f} {r['latency_ms']:>11.1f} "
+                     f"{peak:>9} {speed:>8} {agree:>8}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    try:
+        result = run(args)
+    except (ValueError, OSError, KeyError) as err:
+        print(f"benchmark: {err}", file=sys.stderr)
+        return 1
+    print(table(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
