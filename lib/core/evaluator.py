@@ -13,7 +13,6 @@ import json
 import logging
 from pathlib import Path
 
-import torch
 from torch.utils.data import DataLoader
 
 from lib.config import config_name, get_config
@@ -42,6 +41,7 @@ def evaluate(cfg, name: str, local_rank: int = -1, save: bool = True) -> dict | 
     from lib.datasets import build_dataset
     from lib.datasets.palette import POWERLINE_ID_VALUES, palette_for
     from lib.models import get_seg_model, load_weights
+    from lib.models.fusion import prepare_for_inference
 
     info = init_distributed(local_rank)
     configure_backends(cfg)
@@ -52,9 +52,7 @@ def evaluate(cfg, name: str, local_rank: int = -1, save: bool = True) -> dict | 
     model = get_seg_model(cfg, load_pretrained=False)
     load_weights(model, model_state_dict(load_file(model_file)), strict=True)
     logger.info("weights: %s", model_file)
-    model = model.to(info.device).eval()
-    if cfg.MODEL.CHANNELS_LAST:
-        model = model.to(memory_format=torch.channels_last)
+    model = prepare_for_inference(model, cfg, info.device)  # eval, TEST.FOLD_BN, CHANNELS_LAST
 
     dataset = limit(build_dataset(cfg, "test"), cfg.TEST.NUM_SAMPLES)
     loader = DataLoader(
