@@ -106,3 +106,27 @@ def test_validate_reports_main_output_and_loss():
     )
     assert sum(map(sum, res["confusion_matrix"])) == 2 * 2 * 8 * 8
     assert 0 <= res["miou"] <= 1 and res["loss"] > 0 and len(res["miou_per_output"]) == 1
+
+
+@pytest.mark.parametrize("amp, channels_last", [("bf16", False), ("fp16", True)])
+def test_mixed_precision_and_channels_last_train_on_cpu(amp, channels_last):
+    model = TinySeg()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt.param_groups[0]["initial_lr"] = 0.1
+    stats = train_one_epoch(
+        model,
+        nn.CrossEntropyLoss(),
+        opt,
+        batches(2),
+        epoch=0,
+        base_lr=0.1,
+        first_iter=0,
+        max_iters=2,
+        device=torch.device("cpu"),
+        amp=amp,
+        channels_last=channels_last,
+        scaler=torch.amp.GradScaler("cpu", enabled=amp == "fp16"),
+    )
+    assert torch.isfinite(torch.tensor(stats["loss"]))
