@@ -36,16 +36,17 @@ __all__ = [
     "iter_tiled_rows",
     "tiled_inference",
     "tiled_predict",
+    "class_argmax",
 ]
 
 
 def tile_origins(length: int, tile: int, overlap: int, align: int = 32) -> list[int]:
     """Start offsets along one axis: neighbours overlap by >= `overlap`, starts are multiples
     of `align` except the last (flush with the end); a single 0 when `tile` >= `length`."""
-    if tile <= overlap:
-        raise ValueError(f"tile size {tile} must be larger than the overlap {overlap}")
     if tile >= length:
         return [0]
+    if tile <= overlap:
+        raise ValueError(f"tile size {tile} must be larger than the overlap {overlap}")
     step = max(align, (tile - overlap) // align * align)
     origins = list(range(0, length - tile, step))
     if origins[-1] != length - tile:
@@ -173,9 +174,23 @@ def tiled_inference(model: nn.Module, image: np.ndarray, **kwargs) -> torch.Tens
     return torch.cat([scores for _, scores in iter_tiled_rows(model, image, **kwargs)], 1)[None]
 
 
+def class_argmax(scores: torch.Tensor) -> torch.Tensor:
+    """(C, h, w) -> (h, w) uint8 index of the first largest score; a loop over classes is many
+    times faster on CPU than `argmax(0)`, which reduces across the outermost dimension."""
+    best, labels = (
+        scores[0].clone(),
+        torch.zeros(scores.shape[1:], dtype=torch.uint8, device=scores.device),
+    )
+    for c in range(1, scores.shape[0]):
+        better = scores[c] > best
+        labels[better] = c
+        best = torch.where(better, scores[c], best)
+    return labels
+
+
 def tiled_predict(model: nn.Module, image: np.ndarray, **kwargs) -> np.ndarray:
     """(H, W) uint8 class ids of an RGB uint8 (H, W, 3) photo, in bounded memory."""
     labels = np.empty(image.shape[:2], np.uint8)
     for y0, scores in iter_tiled_rows(model, image, **kwargs):
-        labels[y0 : y0 + scores.shape[1]] = scores.argmax(0).to(torch.uint8).cpu().numpy()
+        labels[y0 : y0 + scores.shape[1]] = class_argmax(scores).cpu().numpy()
     return labels

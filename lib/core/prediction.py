@@ -1,0 +1,278 @@
+"""Predicting photo folders for inspection teams: masks, overlays, summaries, pre-annotations.
+
+`predict_photos` runs a model over photos with native-resolution tiling (`lib.core.tiling`) and
+writes, for a photo `<rel>.jpg` (its path relative to the input folder):
+
+    <out>/masks/<rel>.png       class ids (0 background, 1 wire, ...), 8-bit
+    <out>/overlays/<rel>.jpg    the photo with the classes blended in and wire regions boxed
+    <out>/summaries/<rel>.json  size, wire pixel fraction, wire segments, polygons, timing
+                                (and wire metric counts when a label was given)
+
+then, over every photo done so far, `<out>/summary.csv` and `<out>/preannotations.json` (the
+annotation platform's format). Each output is written to a temporary name and renamed, the
+summary last, so a photo with a summary is complete: a rerun skips it (resume) unless
+`overwrite`. Unreadable photos are skipped with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from lib.core.tiling import tiled_predict
+from lib.core.vectorize import count_segments, platform_entry, write_preannotations
+from lib.core.wire_metrics import COUNT_NAMES, WireMetrics, scores_from_counts
+from lib.datasets import DATASETS
+from lib.datasets.decode import DecodeError, decode_image, decode_label
+from lib.datasets.overlay import overlay, region_boxes
+from lib.datasets.palette import palette_for, save_id_png
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "list_photos",
+    "tiling_kwargs",
+    "read_label",
+    "predict_photos",
+    "PredictReport",
+]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+LIST_SUFFIXES = (".txt", ".lst")
+
+
+def list_photos(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
+    """(path, relative name) of every photo in `inputs`: photo files, folders (searched
+    recursively, names relative to the folder) or list files (one path per line, first column,
+    relative to the list file's folder unless absolute). Missing inputs raise FileNotFoundError."""
+    photos: list[tuple[Path, str]] = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            photos += [(p, p.relative_to(path).as_posix()) for p in found]
+        elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    item = Path(line.split()[0])
+                    item = item if item.is_absolute() else path.parent / item
+                    photos.append((item, item.name))
+        elif path.is_file():
+            photos.append((path, path.name))
+        else:
+            raise FileNotFoundError(f"{path}: no such photo, folder or list file")
+    return photos
+
+
+def tiling_kwargs(cfg) -> dict:
+    """`tiled_predict` keyword arguments from the TEST section of `cfg`."""
+    scale = cfg.TEST.TILE_SCALE
+    return dict(
+        num_classes=cfg.DATASET.NUM_CLASSES,
+        tile_size=(cfg.TEST.TILE_SIZE[1], cfg.TEST.TILE_SIZE[0]),  # config: width x height
+        overlap=cfg.TEST.TILE_OVERLAP,
+        scales=[scale * s for s in cfg.TEST.SCALE_LIST],
+        flip=cfg.TEST.FLIP_TEST,
+        tile_batch=cfg.TEST.TILE_BATCH,
+        align_corners=cfg.MODEL.ALIGN_CORNERS,
+        output_index=cfg.TEST.OUTPUT_INDEX,
+        amp=cfg.TEST.AMP,
+    )
+
+
+def read_label(path: Path, cfg, dilate: int = 0) -> np.ndarray:
+    """A label PNG as class ids (the dataset's value mapping; unknown values -> ignore label),
+    wire classes dilated by `dilate` pixels (for one-pixel-wide labels)."""
+    raw = decode_label(path)
+    ignore = cfg.TRAIN.IGNORE_LABEL
+    mapping = getattr(DATASETS.get(cfg.DATASET.DATASET), "label_map", None)
+    if mapping:
+        ids = np.full(raw.shape, ignore, np.int64)
+        for value, cls in mapping.items():
+            ids[raw == value] = cls
+    else:
+        ids = raw.astype(np.int64)
+    if dilate > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate + 1, 2 * dilate + 1))
+        for cls in _wire_classes(cfg):
+            grown = cv2.dilate((ids == cls).astype(np.uint8), kernel) > 0
+            ids[grown & (ids != ignore)] = cls
+    return ids
+
+
+def _wire_classes(cfg) -> list[int]:
+    return list(cfg.TEST.WIRE_CLASSES) or [1]
+
+
+def _atomic(path: Path, write) -> None:
+    """Write through `write(tmp_path)`, then rename onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _write_jpeg(path: Path, rgb: np.ndarray, quality: int = 90) -> None:
+    ok, data = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise OSError(f"{path}: JPEG encoding failed")
+    data.tofile(str(path))
+
+
+@dataclass
+class PredictReport:
+    """What a run did: photos predicted, skipped (with reasons), resumed; metrics if labelled."""
+
+    predicted: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # one-line reasons
+    metrics: dict | None = None  # wire scores over every labelled photo done so far
+
+    def lines(self) -> list[str]:
+        out = [
+            f"predicted {len(self.predicted)}, already done {len(self.resumed)}, "
+            f"skipped {len(self.skipped)}"
+        ]
+        if self.metrics:
+            m = self.metrics
+            out.append(
+                f"wire precision {m['precision']:.4f} recall {m['recall']:.4f} "
+                f"F1 {m['f1']:.4f} clDice {m['cldice']:.4f} ({m['photos']} labelled photos)"
+            )
+        return out
+
+
+def _summary_path(out: Path, rel: str) -> Path:
+    return out / "summaries" / (str(Path(rel).with_suffix("")) + ".json")
+
+
+def _predict_one(
+    model, cfg, photo: Path, rel: str, out: Path, label_path: Path | None, label_dilate: int, device
+) -> dict:
+    start = time.perf_counter()
+    rgb = decode_image(photo)
+    ids = tiled_predict(model, rgb, **tiling_kwargs(cfg))
+    wire = _wire_classes(cfg)
+    stem = str(Path(rel).with_suffix(""))
+    _atomic(out / "masks" / f"{stem}.png", lambda p: save_id_png(ids, p))
+    palette = palette_for(cfg.DATASET.DATASET, cfg.DATASET.NUM_CLASSES)
+    picture = overlay(rgb, ids, palette, boxes=region_boxes(ids, wire, min_area=200))
+    _atomic(out / "overlays" / f"{stem}.jpg", lambda p: _write_jpeg(p, picture))
+    entry = platform_entry(rel, ids, wire)
+    summary = {
+        "photo": rel,
+        "width": int(ids.shape[1]),
+        "height": int(ids.shape[0]),
+        "wire_fraction": float(np.isin(ids, wire).mean()),
+        "segments": count_segments(ids, wire),
+        "seconds": round(time.perf_counter() - start, 3),
+        "polygons": [np.round(p, 2).tolist() for p in entry["polygons"]],
+    }
+    if label_path is not None:
+        metrics = WireMetrics(wire, cfg.TEST.WIRE_TOLERANCE, cfg.TRAIN.IGNORE_LABEL)
+        label = read_label(label_path, cfg, label_dilate)
+        if label.shape != ids.shape:
+            raise DecodeError(
+                f"{label_path}: label is {label.shape[1]}x{label.shape[0]} "
+                f"but the photo is {ids.shape[1]}x{ids.shape[0]}"
+            )
+        summary.update(metrics.update(ids, label))
+        summary["wire_counts"] = metrics.counts.tolist()
+    _atomic(_summary_path(out, rel), lambda p: p.write_text(json.dumps(summary), encoding="utf-8"))
+    return summary
+
+
+def _write_totals(out: Path, summaries: Iterable[dict]) -> dict | None:
+    """summary.csv and preannotations.json over `summaries`; pooled wire scores if labelled."""
+    summaries = list(summaries)
+    columns = [
+        "photo",
+        "width",
+        "height",
+        "wire_fraction",
+        "segments",
+        "seconds",
+        "precision",
+        "recall",
+        "f1",
+        "cldice",
+    ]
+
+    def write_csv(p: Path) -> None:
+        with open(p, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(summaries)
+
+    _atomic(out / "summary.csv", write_csv)
+    entries = [
+        {"uri": s["photo"], "width": s["width"], "height": s["height"], "polygons": s["polygons"]}
+        for s in summaries
+    ]
+    _atomic(out / "preannotations.json", lambda p: write_preannotations(p, entries))
+    counted = [s["wire_counts"] for s in summaries if "wire_counts" in s]
+    if not counted:
+        return None
+    scores = scores_from_counts(np.sum(counted, axis=0))
+    scores["photos"] = len(counted)
+    return dict(zip(COUNT_NAMES, np.sum(counted, axis=0).tolist())) | scores
+
+
+@torch.no_grad()
+def predict_photos(
+    model: nn.Module,
+    cfg,
+    photos: Sequence[tuple[Path, str]],
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    labels: str | Path | None = None,
+    label_dilate: int = 0,
+) -> PredictReport:
+    """Predict `photos` ((path, relative name) from `list_photos`) into `out`; see the module doc.
+
+    labels: folder of label PNGs named like the photos (`<rel>.png`); photos without one are
+    predicted but not scored. The model must be in eval mode on its device.
+    """
+    out = Path(out)
+    report = PredictReport()
+    device = next(model.parameters()).device
+    summaries = []
+    for photo, rel in tqdm(photos, desc="predict", unit="photo", disable=None):
+        summary_file = _summary_path(out, rel)
+        if summary_file.is_file() and not overwrite:
+            try:
+                summaries.append(json.loads(summary_file.read_text(encoding="utf-8")))
+                report.resumed.append(rel)
+                continue
+            except (OSError, json.JSONDecodeError):
+                pass  # a damaged summary: predict the photo again
+        label_path = None
+        if labels is not None:
+            candidate = Path(labels) / (str(Path(rel).with_suffix("")) + ".png")
+            label_path = candidate if candidate.is_file() else None
+        try:
+            summaries.append(
+                _predict_one(model, cfg, photo, rel, out, label_path, label_dilate, device)
+            )
+            report.predicted.append(rel)
+        except DecodeError as err:
+            logger.warning("skipped: %s", err)
+            report.skipped.append(str(err))
+    report.metrics = _write_totals(out, summaries)
+    return report

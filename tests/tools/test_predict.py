@@ -1,0 +1,152 @@
+"""tools/predict.py on photo folders: native-size photos, corrupt files, resume, labels."""
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from lib.config import get_config
+from lib.core.prediction import list_photos, read_label
+from lib.datasets.annotations import parse_file
+from lib.datasets.synthetic import make_image
+from lib.models import get_seg_model
+from tests.tools.conftest import DEMO_CFG
+from tools import predict
+
+# The demo model on 2048x2048 native tiles seen at 1/16 (128x128 network input): seconds for
+# a 5472x3078 photo on 2 CPU cores. TILE_SCALE 1 is the real setting (the slow test).
+FAST = ["TEST.TILE_SIZE", "[2048, 2048]", "TEST.TILE_OVERLAP", "512", "TEST.TILE_SCALE", "0.0625"]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    model = get_seg_model(get_config(DEMO_CFG))
+    path = tmp_path_factory.mktemp("model") / "model.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def _write_rgb(path, rgb):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def _run(weights, inputs, out, *extra, opts=()):
+    argv = [
+        "--cfg",
+        str(DEMO_CFG),
+        "--input",
+        *map(str, inputs),
+        "--output",
+        str(out),
+        "--device",
+        "cpu",
+        *extra,
+        "TEST.MODEL_FILE",
+        str(weights),
+        *FAST,
+        *opts,
+    ]
+    return predict.main(argv)
+
+
+def _native_photo():
+    """A generated 5472x3078 photo (drawn at 960x540 and enlarged: generating it natively
+    takes seconds)."""
+    rgb, _ = make_image(np.random.default_rng(0), 960, 540)
+    return cv2.resize(rgb, (5472, 3078), interpolation=cv2.INTER_LINEAR)
+
+
+def test_folder_with_a_corrupt_file_and_a_native_size_photo_then_resume(weights, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    _write_rgb(photos / "flight1" / "DJI_0001.JPG", _native_photo())
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated, not a JPEG")
+    out = tmp_path / "out"
+
+    assert _run(weights, [photos], out) == 1  # one photo skipped
+    text = capsys.readouterr().out
+    assert "predicted 1, already done 0, skipped 1" in text and "broken.jpg" in text
+    mask = cv2.imread(str(out / "masks" / "flight1" / "DJI_0001.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (3078, 5472) and set(np.unique(mask)) <= {0, 1}
+    assert cv2.imread(str(out / "overlays" / "flight1" / "DJI_0001.jpg")).shape == (3078, 5472, 3)
+    summary = json.loads((out / "summaries" / "flight1" / "DJI_0001.json").read_text())
+    assert summary["width"] == 5472 and summary["height"] == 3078
+    assert summary["wire_fraction"] == pytest.approx(float((mask == 1).mean()))
+    assert summary["segments"] >= 0
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert [r["photo"] for r in rows] == ["flight1/DJI_0001.JPG"]
+    assert not parse_file(out / "preannotations.json").errors
+
+    stamp = (out / "masks" / "flight1" / "DJI_0001.png").stat().st_mtime_ns
+    assert _run(weights, [photos], out) == 1  # resume: only the broken file is left, and fails
+    assert "predicted 0, already done 1, skipped 1" in capsys.readouterr().out
+    assert (out / "masks" / "flight1" / "DJI_0001.png").stat().st_mtime_ns == stamp
+    listing = tmp_path / "todo.txt"
+    listing.write_text("photos/flight1/DJI_0001.JPG\n")
+    assert list_photos([listing]) == [(photos / "flight1" / "DJI_0001.JPG", "DJI_0001.JPG")]
+
+
+def test_labels_are_scored_and_overwrite_predicts_again(weights, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    photos, labels = tmp_path / "photos", tmp_path / "labels"
+    for name in ("a", "b"):
+        rgb, polygons = make_image(rng, 320, 180)
+        _write_rgb(photos / f"{name}.jpg", rgb)
+        label = np.zeros((180, 320), np.uint8)
+        cv2.fillPoly(label, [np.round(p).astype(np.int32) for p in polygons], 255)  # seed style
+        labels.mkdir(exist_ok=True)
+        cv2.imwrite(str(labels / f"{name}.png"), label)
+    out = tmp_path / "out"
+    opts = ["TEST.TILE_SIZE", "[512, 512]", "TEST.TILE_SCALE", "1.0"]  # one tile per photo
+    assert _run(weights, [photos], out, "--labels", str(labels), opts=opts) == 0
+    assert "wire precision" in capsys.readouterr().out
+    summary = json.loads((out / "summaries" / "a.json").read_text())
+    assert 0 <= summary["f1"] <= 1 and len(summary["wire_counts"]) == 8
+    assert _run(weights, [photos / "a.jpg"], out, "--overwrite", opts=opts) == 0
+    assert "predicted 1, already done 0" in capsys.readouterr().out
+
+
+def test_label_values_are_mapped_and_dilated(tmp_path):
+    cfg = get_config(DEMO_CFG)
+    label = np.zeros((20, 20), np.uint8)
+    label[10, 2:18] = 255  # a one-pixel wire, as the seed saved it
+    cv2.imwrite(str(tmp_path / "l.png"), label)
+    ids = read_label(tmp_path / "l.png", cfg, dilate=2)
+    assert ids[8:13, 5].tolist() == [1] * 5 and ids[7, 5] == 0 and ids.max() == 1
+
+
+def test_bad_options_exit_with_status_2(weights, tmp_path, capsys):
+    assert _run(weights, [tmp_path / "missing"], tmp_path / "out") == 2
+    assert "no such photo" in capsys.readouterr().err
+    assert (
+        predict.main(
+            ["--cfg", str(DEMO_CFG), "--input", str(tmp_path), "--output", str(tmp_path / "o")]
+        )
+        == 2
+    )
+    assert "TEST.MODEL_FILE" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_native_resolution_tiles_on_a_native_size_photo(weights, tmp_path, capsys):
+    """The real setting: 1024x1024 tiles at native resolution, 256 px overlap (28 tiles)."""
+    _write_rgb(tmp_path / "p" / "DJI_0002.JPG", _native_photo())
+    argv = [
+        "--cfg",
+        str(DEMO_CFG),
+        "--input",
+        str(tmp_path / "p"),
+        "--output",
+        str(tmp_path / "o"),
+        "--device",
+        "cpu",
+        "TEST.MODEL_FILE",
+        str(weights),
+    ]
+    assert predict.main(argv) == 0
+    mask = cv2.imread(str(tmp_path / "o" / "masks" / "DJI_0002.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (3078, 5472)
