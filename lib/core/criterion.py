@@ -45,7 +45,7 @@ class SegmentationLoss(nn.Module):
         self.ignore_label = ignore_label
         self.balance_weights = [float(w) for w in balance_weights]
         self.align_corners = align_corners
-        # A buffer so that .to(device) moves it and it is saved as the official `criterion.weight`.
+        # A buffer so that .to(device) moves it and it is saved (as `loss.criterion.weight`, the official name) by lib.utils.checkpoint.
         self.register_buffer("weight", None if class_weights is None else
                              torch.as_tensor(class_weights, dtype=torch.float32))
 

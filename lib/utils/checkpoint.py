@@ -47,8 +47,9 @@ def save_atomic(obj: Any, path: str | Path) -> None:
 def official_state_dict(model: nn.Module, criterion: nn.Module | None = None) -> dict:
     """The state dict the official `FullModel(model, loss)` would save: `model.*` and `loss.*`."""
     state = {MODEL_PREFIX + k: v for k, v in model.state_dict().items()}
-    if criterion is not None:
-        state.update({LOSS_PREFIX + k: v for k, v in criterion.state_dict().items()})
+    weight = getattr(criterion, "weight", None)
+    if weight is not None:  # the official loss keeps it in an inner nn.CrossEntropyLoss
+        state[LOSS_PREFIX + "criterion.weight"] = weight
     return state
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lib.core.criterion import CrossEntropy
 from lib.utils.checkpoint import (
     load_file,
     model_state_dict,
@@ -24,7 +25,7 @@ from lib.utils.checkpoint import (
 
 def test_official_prefixes_round_trip():
     model = nn.Sequential(nn.Conv2d(3, 2, 1), nn.BatchNorm2d(2))
-    crit = nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0]))
+    crit = CrossEntropy(255, [1.0], torch.tensor([1.0, 2.0]))
     state = official_state_dict(model, crit)
     assert set(state) == {
         "model.0.weight",
@@ -34,7 +35,7 @@ def test_official_prefixes_round_trip():
         "model.1.running_mean",
         "model.1.running_var",
         "model.1.num_batches_tracked",
-        "loss.weight",
+        "loss.criterion.weight",  # the official FullModel's name for the class weights
     }
     bare = model_state_dict({"state_dict": state})
     assert set(bare) == set(model.state_dict())
