@@ -1,0 +1,122 @@
+"""ONNX export of a trained segmentation model for edge boxes, and the ONNX Runtime parity check.
+
+The exported graph takes a normalised (N, 3, H, W) float32 image ("image") and returns the
+prediction output ("logits"): (N, C, H/4, W/4) as the network computes it, or (N, C, H, W) with
+`upsample` (the bilinear resize test.py applies). The model is exported in eval mode with
+BatchNorm folded into the convolutions; H and W are fixed, or dynamic with `dynamic`.
+
+onnx and onnxruntime are optional dependencies (requirements-optional.txt): without them
+`require_onnx` raises `OnnxUnavailable` with the command that installs them.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lib.models.fusion import fold_batchnorm
+
+__all__ = ["OnnxUnavailable", "require_onnx", "PredictionHead", "export_onnx", "onnx_max_abs_diff"]
+
+INSTALL_HINT = "pip install onnx onnxruntime  (or pip install -r requirements-optional.txt)"
+
+
+class OnnxUnavailable(RuntimeError):
+    """onnx or onnxruntime is not installed."""
+
+
+def require_onnx(*modules: str) -> None:
+    """Raise OnnxUnavailable unless every module in `modules` (default onnx, onnxruntime) imports."""
+    missing = [
+        m for m in (modules or ("onnx", "onnxruntime")) if importlib.util.find_spec(m) is None
+    ]
+    if missing:
+        raise OnnxUnavailable(f"{' and '.join(missing)} not installed: {INSTALL_HINT}")
+
+
+class PredictionHead(nn.Module):
+    """The model reduced to one tensor: output `output_index`, optionally resized to the input."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        output_index: int = -1,
+        upsample: bool = False,
+        align_corners: bool = True,
+    ) -> None:
+        super().__init__()
+        self.model, self.output_index = model, output_index
+        self.upsample, self.align_corners = upsample, align_corners
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, C, H/4, W/4), or (N, C, H, W) with upsample."""
+        out = self.model(x)
+        if isinstance(out, (list, tuple)):
+            out = out[self.output_index]
+        if self.upsample:
+            out = F.interpolate(
+                out, size=x.shape[-2:], mode="bilinear", align_corners=self.align_corners
+            )
+        return out
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    height: int,
+    width: int,
+    dynamic: bool = False,
+    opset: int = 17,
+    output_index: int = -1,
+    upsample: bool = False,
+    align_corners: bool = True,
+) -> PredictionHead:
+    """Export a copy of `model` (eval, BN folded) to `path`; returns the exported PyTorch module
+    (CPU, eval) for parity checks. `height` x `width` is the traced size (fixed unless `dynamic`)."""
+    require_onnx("onnx")
+    net = fold_batchnorm(copy.deepcopy(model).cpu().eval())
+    head = PredictionHead(net, output_index, upsample, align_corners).eval()
+    sample = torch.zeros(1, 3, height, width)
+    axes = {
+        "image": {0: "batch", 2: "height", 3: "width"},
+        "logits": {0: "batch", 2: "out_h", 3: "out_w"},
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript-based exporter (deprecated since torch 2.9, still shipped): it needs
+        # no onnxscript and handles the F.interpolate sizes of HRNet with dynamic axes.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            head,
+            (sample,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes=axes if dynamic else None,
+            do_constant_folding=True,
+        )
+    return head
+
+
+def onnx_max_abs_diff(path: str | Path, module: nn.Module, sample: torch.Tensor) -> float:
+    """Largest |ONNX Runtime - PyTorch| over the output for a (N, 3, H, W) `sample` (CPU)."""
+    require_onnx("onnxruntime")
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (onnx_out,) = session.run(None, {"image": sample.cpu().numpy().astype(np.float32)})
+    with torch.no_grad():
+        torch_out = module.cpu().eval()(sample.cpu()).numpy()
+    if onnx_out.shape != torch_out.shape:
+        raise ValueError(f"ONNX output {onnx_out.shape} differs from PyTorch {torch_out.shape}")
+    return float(np.abs(onnx_out - torch_out).max())

@@ -1,0 +1,80 @@
+"""tools/export_onnx.py: ONNX Runtime parity on the small W18-Small-v1 + OCR model."""
+
+import importlib.util
+
+import pytest
+import torch
+
+from lib.config import get_config
+from lib.core.export import OnnxUnavailable, export_onnx, onnx_max_abs_diff, require_onnx
+from lib.models import get_seg_model
+from tests.tools.conftest import DEMO_CFG
+from tools import export_onnx as export_tool
+
+HAVE_ONNX = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+needs_onnx = pytest.mark.skipif(
+    not HAVE_ONNX,
+    reason="onnx/onnxruntime not installed (pip install -r requirements-optional.txt)",
+)
+
+
+@pytest.fixture(scope="module")
+def trained_like(tmp_path_factory):
+    """The demo model with non-trivial BatchNorm statistics, so that folding matters."""
+    torch.manual_seed(0)
+    model = get_seg_model(get_config(DEMO_CFG))
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.1, 0.1)
+    path = tmp_path_factory.mktemp("model") / "model.pth"
+    torch.save(model.state_dict(), path)
+    return model.eval(), path
+
+
+@needs_onnx
+def test_onnx_runtime_matches_pytorch_at_two_sizes(trained_like, tmp_path):
+    model, _ = trained_like
+    head = export_onnx(model, tmp_path / "m.onnx", height=96, width=128, dynamic=True)
+    with torch.no_grad():
+        x = torch.randn(1, 3, 96, 128)
+        folded = (head(x) - model(x)[-1]).abs().max().item()
+    assert folded < 1e-4  # BatchNorm folding keeps the model's output
+    assert onnx_max_abs_diff(tmp_path / "m.onnx", head, x) < 1e-4
+    assert onnx_max_abs_diff(tmp_path / "m.onnx", head, torch.randn(2, 3, 64, 160)) < 1e-4
+
+
+@needs_onnx
+def test_cli_prints_the_difference_and_exits_zero(trained_like, tmp_path, capsys):
+    _, weights = trained_like
+    argv = [
+        "--cfg",
+        str(DEMO_CFG),
+        "--output",
+        str(tmp_path / "m.onnx"),
+        "--height",
+        "64",
+        "--width",
+        "96",
+        "--upsample",
+        "TEST.MODEL_FILE",
+        str(weights),
+    ]
+    assert export_tool.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "max abs difference ONNX Runtime vs PyTorch at 64x96" in out
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_outputs()[0].shape == [1, 2, 64, 96]  # fixed size, upsampled
+
+
+def test_missing_weights_or_onnx_exit_with_status_2(tmp_path, capsys, monkeypatch):
+    argv = ["--cfg", str(DEMO_CFG), "--output", str(tmp_path / "m.onnx")]
+    assert export_tool.main(argv) == 2
+    assert "error:" in capsys.readouterr().err
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(OnnxUnavailable, match="pip install onnx onnxruntime"):
+        require_onnx()
