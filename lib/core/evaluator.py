@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from lib.config import config_name, get_config
 from lib.core.function import metrics_table, testval
 from lib.core.trainer import configure_backends, limit
+from lib.core.wire_metrics import wire_metrics_from_cfg
 from lib.utils.checkpoint import load_file, model_state_dict
 from lib.utils.distributed import ShardSampler, cleanup, init_distributed
 from lib.utils.logs import setup_logging
@@ -81,6 +82,7 @@ def evaluate(cfg, name: str, local_rank: int = -1, save: bool = True) -> dict | 
         save_dir=save_dir,
         palette=palette_for(cfg.DATASET.DATASET, cfg.DATASET.NUM_CLASSES),
         id_values=POWERLINE_ID_VALUES if cfg.DATASET.DATASET == "daodixian_seg" else None,
+        wire_metrics=wire_metrics_from_cfg(cfg),
     )
     if info.is_main and metrics is not None:
         metrics["model_file"] = str(model_file)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from lib.core.inference import AMP_DTYPES, multi_scale_inference
 from lib.core.metrics import ConfusionMatrix
+from lib.core.wire_metrics import WireMetrics
 from lib.utils.distributed import all_reduce_sum, get_world_size, is_main_process, unwrap
 from lib.utils.lr import set_poly_lr
 
@@ -150,6 +151,7 @@ def validate(
     epoch: int = 0,
     palette: Sequence[Sequence[int]] | None = None,
     num_images: int = 3,
+    wire_metrics: WireMetrics | None = None,
 ) -> dict:
     """Single-scale validation on whole images, as the official `validate`.
 
@@ -188,6 +190,9 @@ def validate(
                 out, size=labels.shape[-2:], mode="bilinear", align_corners=align_corners
             )
             cm.update_from_logits(labels, out)
+        if wire_metrics is not None:  # `out` is now the main output at label size
+            for pred, label in zip(out.argmax(1), labels):
+                wire_metrics.update(pred, label)
         if writer is not None and b == 0 and palette is not None:
             preds = outputs[-1].argmax(1).cpu().numpy()
             for k in range(min(num_images, len(preds))):
@@ -204,7 +209,12 @@ def validate(
     result["loss"] = (loss_sum[0] / loss_sum[1].clamp(min=1)).item()
     result["miou_per_output"] = [cm.compute()["miou"] for cm in matrices[:counts]]
     result["confusion_matrix"] = matrices[-1].mat.cpu().tolist()
+    if wire_metrics is not None:  # (ours) tolerant wire P/R/F1 and clDice
+        wire_metrics.reduce_from_all_processes()
+        result["wire"] = wire_metrics.compute()
     if writer is not None:
+        for key, value in result.get("wire", {}).items():
+            writer.add_scalar(f"valid_wire/{key}", value, epoch)
         writer.add_scalar("valid_loss", result["loss"], epoch)
         writer.add_scalar("valid_mIoU", result["miou"], epoch)
         for c, iou in enumerate(result["iou"]):
@@ -238,6 +248,7 @@ def testval(
     save_dir: str | Path | None = None,
     palette: Sequence[Sequence[int]] | None = None,
     id_values: Sequence[int] | None = None,
+    wire_metrics: WireMetrics | None = None,
 ) -> dict | None:
     """Official multi-scale (+flip) inference over `loader` (batch size 1).
 
@@ -274,6 +285,8 @@ def testval(
                         pred, label.shape[-2:], mode="bilinear", align_corners=align_corners
                     )
                 cm.update_from_logits(label, pred)
+                if wire_metrics is not None:
+                    wire_metrics.update(pred[0].argmax(0), label[0])
             if save_dir is not None:
                 ids = pred[0].argmax(0).cpu().numpy()
                 _save_prediction(ids, names[k], save_dir, palette, id_values)
@@ -282,6 +295,9 @@ def testval(
     cm.reduce_from_all_processes()
     result = cm.compute()
     result["confusion_matrix"] = cm.mat.cpu().tolist()
+    if wire_metrics is not None:  # (ours) tolerant wire P/R/F1 and clDice
+        wire_metrics.reduce_from_all_processes()
+        result["wire"] = wire_metrics.compute()
     return result
 
 
@@ -299,4 +315,6 @@ def metrics_table(metrics: dict, class_names: Sequence[str] | None = None) -> st
     lines += ["-" * (width + 9)]
     for key, label in (("miou", "mIoU"), ("pixel_acc", "pixel acc"), ("mean_acc", "mean acc")):
         lines.append(f"{label:<{width}}  {metrics[key]:.4f}")
+    for key, value in metrics.get("wire", {}).items():  # tolerance-based wire scores
+        lines.append(f"{'wire ' + key:<{width}}  {value:.4f}")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from lib.config import config_name, get_config
 from lib.core.function import train_one_epoch, validate
+from lib.core.wire_metrics import wire_metrics_from_cfg
 from lib.utils.checkpoint import (
     load_file,
     model_state_dict,
@@ -236,6 +237,7 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
             writer=writer,
             epoch=epoch,
             palette=palette,
+            wire_metrics=wire_metrics_from_cfg(cfg),
         )
         rngs = all_gather_object(rng_state())  # every rank's generators, for an exact resume
         if main_rank:

@@ -101,3 +101,38 @@ def test_config_picks_the_wire_class_of_the_power_line_dataset():
     metrics = wire_metrics_from_cfg(get_config(opts=["DATASET.DATASET", "daodixian_seg"]))
     assert metrics.wire_classes == (1,) and metrics.tolerance == 0.0075
     assert wire_metrics_from_cfg(get_config()) is None  # cityscapes: no wires
+
+
+class _OneWire(torch.utils.data.Dataset):
+    """One 32x48 image whose first channel marks row 10; its label has the wire on row 11."""
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        image = -torch.ones(3, 32, 48)
+        image[0, 10] = 1.0
+        label = torch.zeros(32, 48, dtype=torch.long)
+        label[11] = 1
+        return image, label, np.zeros(3), "one"
+
+
+class _Threshold(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return torch.cat([-x[:, :1], x[:, :1]], 1) * self.w
+
+
+def test_test_tool_scores_wires_next_to_miou():
+    from lib.core.function import metrics_table, testval
+
+    loader = torch.utils.data.DataLoader(_OneWire(), batch_size=1)
+    kw = dict(
+        num_classes=2, ignore_label=255, scales=[1.0], flip=False, base_size=48, crop_size=(32, 48)
+    )
+    metrics = testval(_Threshold(), loader, wire_metrics=WireMetrics([1], 1.0), **kw)
+    assert metrics["wire"]["f1"] == 1.0 and metrics["iou"][1] == 0.0  # shifted by one pixel
+    assert "wire f1" in metrics_table(metrics)
