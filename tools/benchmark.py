@@ -111,7 +111,6 @@ def _run(args: argparse.Namespace, cfg, device: torch.device) -> dict:
         result.update(input_size=[args.batch, 3, h, w])
         x = bm.random_image(args.batch, h, w).to(device)
         target = torch.randint(0, cfg.DATASET.NUM_CLASSES, (args.batch, h, w), device=device)
-        reference = None
         if args.what == "photo":
             path = photo_path()
             image = torch.from_numpy(decode_image(path)).permute(2, 0, 1).float().div(255)
@@ -119,25 +118,20 @@ def _run(args: argparse.Namespace, cfg, device: torch.device) -> dict:
             std = torch.tensor(STD).view(3, 1, 1)
             image = ((image - mean) / std)[None]
             result.update(input_size=list(image.shape), photo=str(path))
-        for variant in variants:
-            logging.info("%s: %s", args.what, variant.name)
-            try:
-                if args.what == "infer":
-                    row, out = bm.bench_infer(model, variant, x, args.runs, args.warmup, memory, reference)
-                    if variant.name == "fp32 eager":
-                        reference = out
-                elif args.what == "train":
-                    row = bm.bench_train(model, cfg, variant, x, target, args.runs, args.warmup, memory)
-                else:
-                    scales = [float(s) for s in args.scales.split(",")]
-                    row = bm.bench_photo(model, cfg, variant, image, scales, not args.no_flip,
-                                         args.window_batch or cfg.TEST.WINDOW_BATCH,
-                                         args.runs, args.warmup, memory)
-            except Exception as err:  # a variant that cannot run here is reported, not fatal
-                reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-                logging.warning("%s skipped: %s", variant.name, reason)
-                row = bm.skipped_row(variant.name, reason)
-            rows.append(row)
+            scales = [float(s) for s in args.scales.split(",")]
+            window_batch = args.window_batch or cfg.TEST.WINDOW_BATCH
+            result.update(scales=scales, flip=not args.no_flip, window_batch=window_batch)
+
+        def factory(variant: bm.Variant):
+            if args.what == "infer":
+                return lambda: bm.infer_case(model, variant, x)
+            if args.what == "train":
+                return lambda: bm.train_case(model, cfg, variant, x, target)
+            return lambda: bm.photo_case(model, cfg, variant, image, scales, not args.no_flip,
+                                         window_batch)
+
+        rows = bm.measure([(v.name, factory(v)) for v in variants], args.runs, args.warmup,
+                          memory, agreement=args.what == "infer")
     tmp.cleanup()
     base = rows[0]["images_per_s"] if rows else None
     for row in rows:

@@ -1,14 +1,17 @@
 """Measurements behind tools/benchmark.py: inference, training steps, decoding, whole photos.
 
 Every measurement returns a row dict with at least `variant`, `images_per_s`, `latency_ms`
-(median over `runs` timed calls after `warmup` untimed ones) and `peak_mem_mb`. A variant is a
+(median over `runs` timed calls after `warmup` untimed ones; the variants' timed calls take
+turns, so a busy machine slows them alike) and `peak_mem_mb`. A variant is a
 name made of `+`-joined fast paths (`fp32 eager` is none of them: numerically the official
 model): `channels_last`, `bf16` / `fp16` (autocast), `bn folded` (inference only),
 `compile` (`torch.compile`). A variant that cannot run here gives a row with `skipped` set to
 the reason instead of numbers.
 
 Peak memory: on CUDA `torch.cuda.max_memory_allocated`; on CPU the process's peak resident set
-(VmHWM in /proc/self/status), reset before each row by writing 5 to /proc/self/clear_refs.
+(VmHWM in /proc/self/status), reset before each row by writing 5 to /proc/self/clear_refs and
+read after that row's warm-up. Variants prepared earlier stay resident (they are timed in turns
+later), so `rss_base_mb`, the resident size before the row's first call, is reported alongside.
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ from lib.models.fusion import fold_batchnorm
 from lib.utils.amp import AMP_NAMES, autocast, autocast_dtype, bf16_supported, grad_scaler
 
 __all__ = ["Variant", "parse_variant", "INFER_VARIANTS", "TRAIN_VARIANTS", "PHOTO_VARIANTS",
-           "PeakMemory", "environment", "random_image", "calibrate", "bench_infer",
-           "bench_train", "bench_decode", "bench_photo", "write_test_photo"]
+           "PeakMemory", "Case", "environment", "random_image", "calibrate", "infer_case",
+           "train_case", "photo_case", "measure", "bench_decode", "write_test_photo"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,10 +118,18 @@ class PeakMemory:
     def peak_mb(self) -> float | None:
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
+        return self._status("VmHWM:")
+
+    def current_mb(self) -> float | None:
+        if self.device.type == "cuda":
+            return torch.cuda.memory_allocated(self.device) / 2**20
+        return self._status("VmRSS:")
+
+    def _status(self, key: str) -> float | None:
         if self.method == "unavailable":
             return None
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(key):
                 return int(line.split()[1]) / 1024
         return None
 
@@ -143,19 +154,6 @@ def environment(device: torch.device) -> dict:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _timed(fn: Callable[[], object], runs: int, warmup: int, device: torch.device) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(max(1, runs)):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def _row(variant: str, images: int, times: list[float], peak: float | None, **extra) -> dict:
@@ -220,9 +218,19 @@ def _prepared(model: nn.Module, variant: Variant, train: bool) -> tuple[nn.Modul
     return model, (torch.compile(model) if variant.compile else model)
 
 
-def bench_infer(model: nn.Module, variant: Variant, x: torch.Tensor, runs: int, warmup: int,
-                memory: PeakMemory, reference: torch.Tensor | None = None) -> tuple[dict, torch.Tensor]:
-    """Eval forward passes of `x` (N, 3, H, W); returns the row and the main output (float)."""
+@dataclass
+class Case:
+    """One variant made ready to time: `step()` is one call; `outputs` maps a result to a tensor."""
+
+    variant: str
+    step: Callable[[], object]
+    images: int
+    device: torch.device
+    output: Callable[[object], torch.Tensor | None] = lambda result: None
+
+
+def infer_case(model: nn.Module, variant: Variant, x: torch.Tensor) -> Case:
+    """Eval forward passes of `x` (N, 3, H, W) under the variant."""
     device = x.device
     dtype = autocast_dtype(variant.amp, device, key=f"variant {variant.name!r}")
     _, fn = _prepared(model, variant, train=False)
@@ -232,18 +240,10 @@ def bench_infer(model: nn.Module, variant: Variant, x: torch.Tensor, runs: int, 
         with torch.no_grad(), autocast(device, dtype):
             return fn(x)
 
-    memory.reset()
-    start = time.perf_counter()
-    out = _main_output(forward())  # the first call compiles, when compiling; counts as warm-up
-    first = time.perf_counter() - start
-    times = _timed(forward, runs, max(0, warmup - 1), device)
-    row = _row(variant.name, x.shape[0], times, memory.peak_mb(), first_call_s=first,
-               **_agreement(out, reference))
-    return row, out
+    return Case(variant.name, forward, x.shape[0], device, _main_output)
 
 
-def bench_train(model: nn.Module, cfg, variant: Variant, x: torch.Tensor, target: torch.Tensor,
-                runs: int, warmup: int, memory: PeakMemory) -> dict:
+def train_case(model: nn.Module, cfg, variant: Variant, x: torch.Tensor, target: torch.Tensor) -> Case:
     """SGD steps (forward, loss, backward, step) on `x` (N, 3, H, W) and `target` (N, H, W).
 
     The loss is computed in float32 on the autocast outputs, as the training loop does.
@@ -267,15 +267,61 @@ def bench_train(model: nn.Module, cfg, variant: Variant, x: torch.Tensor, target
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        return loss
+        return loss.detach()
 
-    memory.reset()
-    start = time.perf_counter()
-    loss = step().item()
-    first = time.perf_counter() - start
-    times = _timed(step, runs, max(0, warmup - 1), device)
-    return _row(variant.name, x.shape[0], times, memory.peak_mb(), first_call_s=first,
-                first_loss=loss)
+    return Case(variant.name, step, x.shape[0], device)
+
+
+def measure(factories: list[tuple[str, Callable[[], Case]]], runs: int, warmup: int,
+            memory: PeakMemory, agreement: bool = False) -> list[dict]:
+    """Rows for the cases `factories` build, timed round-robin so they share the machine's noise.
+
+    Each case is built and warmed up alone (first call: `first_call_s`, compiling included;
+    peak memory over its warm-up, with `rss_base_mb` resident before it), then `runs` rounds
+    time one call of every case in turn. With `agreement`, outputs are compared with the first
+    case's (argmax agreement, max abs difference).
+    """
+    cases: list[Case] = []
+    rows: dict[str, dict] = {}
+    reference = None
+    for name, factory in factories:
+        try:
+            case = factory()
+            memory.reset()
+            base = memory.current_mb()
+            start = time.perf_counter()
+            result = case.step()
+            _sync(case.device)
+            first = time.perf_counter() - start
+            for _ in range(max(0, warmup - 1)):
+                case.step()
+            _sync(case.device)
+        except Exception as err:  # a variant that cannot run here is reported, not fatal
+            reason = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+            logger.warning("%s skipped: %s", name, reason)
+            rows[name] = skipped_row(name, reason)
+            continue
+        logger.info("%s: first call %.1f s", name, first)
+        rows[name] = {"peak_mem_mb": memory.peak_mb(), "rss_base_mb": base, "first_call_s": first}
+        out = case.output(result)
+        if agreement and out is not None:
+            if reference is None:
+                reference = out
+            else:
+                rows[name].update(_agreement(out, reference))
+        cases.append(case)
+    times: dict[str, list[float]] = {case.variant: [] for case in cases}
+    for _ in range(max(1, runs)):
+        for case in cases:
+            start = time.perf_counter()
+            case.step()
+            _sync(case.device)
+            times[case.variant].append(time.perf_counter() - start)
+    for case in cases:
+        extra = rows[case.variant]
+        rows[case.variant] = _row(case.variant, case.images, times[case.variant],
+                                  extra.pop("peak_mem_mb"), **extra)
+    return [rows[name] for name, _ in factories]
 
 
 def write_test_photo(path: str | Path, height: int = 3078, width: int = 5472, seed: int = 0) -> Path:
@@ -332,13 +378,12 @@ def bench_decode(path: Path, base_size: int, scale_factor: int, samples: int,
     return rows
 
 
-def bench_photo(model: nn.Module, cfg, variant: Variant, image: torch.Tensor, scales: list[float],
-                flip: bool, window_batch: int, runs: int, warmup: int, memory: PeakMemory) -> dict:
+def photo_case(model: nn.Module, cfg, variant: Variant, image: torch.Tensor, scales: list[float],
+               flip: bool, window_batch: int) -> Case:
     """Whole-photo multi-scale inference (lib.core.inference) of `image` (1, 3, H, W)."""
     device = next(model.parameters()).device
     dtype = autocast_dtype(variant.amp, device, key=f"variant {variant.name!r}")
     amp = {None: "", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-    memory.reset()
     _, fn = _prepared(model, variant, train=False)
     crop_w, crop_h = cfg.TEST.IMAGE_SIZE
 
@@ -349,6 +394,4 @@ def bench_photo(model: nn.Module, cfg, variant: Variant, image: torch.Tensor, sc
             align_corners=cfg.MODEL.ALIGN_CORNERS, output_index=cfg.TEST.OUTPUT_INDEX,
             window_batch=window_batch, amp=amp, memory_format=variant.memory_format)
 
-    times = _timed(infer, runs, warmup, device)
-    return _row(variant.name, 1, times, memory.peak_mb(), photo=f"{image.shape[3]}x{image.shape[2]}",
-                scales=list(scales), flip=flip, window_batch=window_batch)
+    return Case(variant.name, infer, 1, device)
