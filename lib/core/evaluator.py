@@ -19,7 +19,6 @@ from lib.config import config_name, get_config
 from lib.core.function import metrics_table, testval
 from lib.core.trainer import configure_backends, limit
 from lib.core.wire_metrics import wire_metrics_from_cfg
-from lib.utils.checkpoint import load_file, model_state_dict
 from lib.utils.distributed import ShardSampler, cleanup, init_distributed
 from lib.utils.logs import setup_logging
 
@@ -43,6 +42,7 @@ def evaluate(cfg, name: str, local_rank: int = -1, save: bool = True) -> dict | 
     from lib.datasets.palette import POWERLINE_ID_VALUES, palette_for
     from lib.models import get_seg_model, load_weights
     from lib.models.fusion import prepare_for_inference
+    from lib.models.summary import model_summary
 
     info = init_distributed(local_rank)
     configure_backends(cfg)
@@ -51,8 +51,10 @@ def evaluate(cfg, name: str, local_rank: int = -1, save: bool = True) -> dict | 
 
     model_file = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else out_dir / "final_state.pth"
     model = get_seg_model(cfg, load_pretrained=False)
-    load_weights(model, model_state_dict(load_file(model_file)), strict=True)
-    logger.info("weights: %s", model_file)
+    load_weights(model, model_file, strict=True)
+    if info.is_main:
+        crop_w, crop_h = cfg.TEST.IMAGE_SIZE
+        logger.info("model: %s", model_summary(model, crop_h, crop_w))
     model = prepare_for_inference(model, cfg, info.device)  # eval, TEST.FOLD_BN, CHANNELS_LAST
 
     dataset = limit(build_dataset(cfg, "test"), cfg.TEST.NUM_SAMPLES)

@@ -137,6 +137,7 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
     from lib.datasets import build_dataset
     from lib.datasets.palette import palette_for
     from lib.models import get_seg_model
+    from lib.models.summary import model_summary
 
     info = init_distributed(local_rank)
     device, main_rank = info.device, info.is_main
@@ -167,6 +168,9 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
 
     # model, loss, optimizer
     model = get_seg_model(cfg)
+    if main_rank:
+        crop_w, crop_h = cfg.TRAIN.IMAGE_SIZE
+        logger.info("model: %s", model_summary(model, crop_h, crop_w))
     model = maybe_sync_batchnorm(model, info).to(device)
     if cfg.MODEL.CHANNELS_LAST:
         model = model.to(memory_format=torch.channels_last)
