@@ -46,9 +46,9 @@ __all__ = ["Variant", "parse_variant", "INFER_VARIANTS", "TRAIN_VARIANTS", "PHOT
 logger = logging.getLogger(__name__)
 
 INFER_VARIANTS = ("fp32 eager", "channels_last", "bf16", "bf16+channels_last",
-                  "bn folded+channels_last", "bn folded+bf16+channels_last",
+                  "bn folded+channels_last", "bn folded+bf16", "bn folded+bf16+channels_last",
                   "compile+bn folded+bf16+channels_last")
-TRAIN_VARIANTS = ("fp32 eager", "channels_last", "bf16+channels_last",
+TRAIN_VARIANTS = ("fp32 eager", "channels_last", "bf16", "bf16+channels_last",
                   "compile+bf16+channels_last")
 PHOTO_VARIANTS = ("fp32 eager", "bn folded+bf16+channels_last")
 _TOKENS = {"channels_last", "bn folded", "compile", *[k for k in AMP_NAMES if k]}
