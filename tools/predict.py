@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             raise FileNotFoundError(f"no photos found in {' '.join(args.input)}")
         device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model = get_seg_model(cfg, load_pretrained=False)
-        logging.info(load_weights(model, cfg.TEST.MODEL_FILE).summary())
+        load_weights(model, cfg.TEST.MODEL_FILE)  # logs what it loaded
         model = prepare_for_inference(model, cfg, device)
         report = predict_photos(
             model,
