@@ -228,25 +228,27 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
             writer=writer,
             print_freq=cfg.PRINT_FREQ,
         )
-        metrics = validate(
-            ddp_model,
-            criterion,
-            val_loader,
-            num_classes=cfg.DATASET.NUM_CLASSES,
-            ignore_label=cfg.TRAIN.IGNORE_LABEL,
-            device=device,
-            align_corners=cfg.MODEL.ALIGN_CORNERS,
-            amp=cfg.TEST.AMP,
-            channels_last=cfg.MODEL.CHANNELS_LAST,
-            writer=writer,
-            epoch=epoch,
-            palette=palette,
-            wire_metrics=wire_metrics_from_cfg(cfg),
-        )
+        validated = (epoch + 1) % max(1, cfg.TRAIN.EVAL_INTERVAL) == 0 or epoch + 1 == end_epoch
+        if validated:
+            metrics = validate(
+                ddp_model,
+                criterion,
+                val_loader,
+                num_classes=cfg.DATASET.NUM_CLASSES,
+                ignore_label=cfg.TRAIN.IGNORE_LABEL,
+                device=device,
+                align_corners=cfg.MODEL.ALIGN_CORNERS,
+                amp=cfg.TEST.AMP,
+                channels_last=cfg.MODEL.CHANNELS_LAST,
+                writer=writer,
+                epoch=epoch,
+                palette=palette,
+                wire_metrics=wire_metrics_from_cfg(cfg),
+            )
         rngs = all_gather_object(rng_state())  # every rank's generators, for an exact resume
         if main_rank:
             state = official_state_dict(model, criterion)
-            if metrics["miou"] > best_miou:
+            if validated and metrics["miou"] > best_miou:
                 best_miou = metrics["miou"]
                 save_atomic(state, out_dir / "best.pth")
             save_atomic(
@@ -258,22 +260,14 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
                     "scaler": scaler.state_dict(),
                     "iteration": (phase_epoch + 1) * iters,
                     "rng": rngs,
-                    "metrics": {k: metrics[k] for k in ("miou", "iou", "confusion_matrix")},
+                    "metrics": {k: metrics[k] for k in ("miou", "iou", "confusion_matrix") if k in metrics},
                 },
                 ckpt_path,
             )
-        logger.info(
-            "epoch %d/%d: loss %.4f, lr %.3g, %.1f s | val loss %.4f, mIoU %.4f (best %.4f), IoU %s",
-            epoch + 1,
-            end_epoch,
-            stats["loss"],
-            stats["lr"],
-            stats["seconds"],
-            metrics["loss"],
-            metrics["miou"],
-            best_miou,
-            " ".join(f"{v:.4f}" for v in metrics["iou"]),
-        )
+        val = (f"val loss {metrics['loss']:.4f}, mIoU {metrics['miou']:.4f} (best {best_miou:.4f}), "
+               f"IoU {' '.join(f'{v:.4f}' for v in metrics['iou'])}" if validated else "not validated")
+        logger.info("epoch %d/%d: loss %.4f, lr %.3g, %.1f s | %s", epoch + 1, end_epoch,
+                    stats["loss"], stats["lr"], stats["seconds"], val)
     if main_rank:
         save_atomic(official_state_dict(model, criterion), out_dir / "final_state.pth")
         writer.close()

@@ -97,3 +97,19 @@ def test_nan_loss_stops_and_keeps_saved_files(tiny_data, tmp_path, monkeypatch, 
         == 1
     )
     assert hashlib.sha256((files / "checkpoint.pth.tar").read_bytes()).hexdigest() == digest
+
+
+def test_eval_interval_validates_only_every_n_epochs_and_at_the_end(tiny_data, tmp_path, monkeypatch):
+    real = trainer.validate
+    epochs = []
+
+    def counting_validate(*args, **kwargs):
+        epochs.append(kwargs["epoch"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "validate", counting_validate)
+    opts = tiny_opts(tiny_data, tmp_path, "TRAIN.END_EPOCH", "3", "TRAIN.EVAL_INTERVAL", "2")
+    assert trainer.main(["--cfg", str(DEMO_CFG), *opts]) == 0
+    assert epochs == [1, 2]  # after the 2nd epoch (interval) and the 3rd (last)
+    ckpt = load_file(out_dir(tmp_path) / "checkpoint.pth.tar")
+    assert ckpt["epoch"] == 3 and (out_dir(tmp_path) / "best.pth").is_file()
