@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from lib.core.inference import AMP_DTYPES, multi_scale_inference
+from lib.core.inference import multi_scale_inference
 from lib.core.metrics import ConfusionMatrix
 from lib.core.wire_metrics import WireMetrics
+from lib.utils.amp import autocast, autocast_dtype
 from lib.utils.distributed import all_reduce_sum, get_world_size, is_main_process, unwrap
 from lib.utils.lr import set_poly_lr
 
@@ -30,14 +30,6 @@ logger = logging.getLogger(__name__)
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; training stops before anything else is saved."""
-
-
-def autocast(device: torch.device, amp: str):
-    """torch.autocast for TRAIN.AMP / TEST.AMP ("" | bf16 | fp16), a no-op context for ""."""
-    if amp not in AMP_DTYPES:
-        raise ValueError(f"AMP must be '', 'bf16' or 'fp16', got {amp!r}")
-    dtype = AMP_DTYPES[amp]
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def frozen_parameters(model: nn.Module, prefixes: Sequence[str]) -> list[nn.Parameter]:
@@ -82,6 +74,7 @@ def train_one_epoch(
     Raises NonFiniteLossError naming the epoch and iteration when any rank's loss is NaN/inf.
     """
     model.train()
+    amp_dtype = autocast_dtype(amp, device, "TRAIN.AMP")
     _freeze_batchnorm(model, freeze)
     frozen = frozen_parameters(model, freeze)
     world = get_world_size()
@@ -100,7 +93,7 @@ def train_one_epoch(
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         labels = labels.to(device, non_blocking=True).long()
 
-        with autocast(device, amp):
+        with autocast(device, amp_dtype):
             outputs = model(images)
             loss = criterion(outputs, labels)
 
@@ -162,6 +155,7 @@ def validate(
     """
     net = unwrap(model)  # no DDP in eval: ranks may run different numbers of batches
     net.eval()
+    amp_dtype = autocast_dtype(amp, device, "TEST.AMP")
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     matrices: list[ConfusionMatrix] = []
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of loss * n, n)
@@ -172,7 +166,7 @@ def validate(
     ):
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         labels = labels.to(device, non_blocking=True).long()
-        with autocast(device, amp):
+        with autocast(device, amp_dtype):
             outputs = net(images)
         outputs = [
             o.float() for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])

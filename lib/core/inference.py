@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from contextlib import nullcontext
 
 import cv2
 import numpy as np
@@ -25,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-AMP_DTYPES = {"": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from lib.utils.amp import autocast, autocast_dtype
 
 
 def resize_long_side(image: np.ndarray, long_size: int) -> np.ndarray:
@@ -68,9 +67,7 @@ def predict(
     """
     n, size = images.shape[0], images.shape[-2:]
     batch = torch.cat([images, images.flip(-1)]) if flip else images
-    dtype = AMP_DTYPES[amp]
-    ctx = torch.autocast(batch.device.type, dtype=dtype) if dtype is not None else nullcontext()
-    with ctx:
+    with autocast(batch.device, autocast_dtype(amp, batch.device, "TEST.AMP")):
         out = model(batch)
     if isinstance(out, (list, tuple)):
         out = out[output_index]

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from lib.config import config_name, get_config
 from lib.core.function import train_one_epoch, validate
 from lib.core.wire_metrics import wire_metrics_from_cfg
+from lib.utils.amp import grad_scaler
 from lib.utils.checkpoint import (
     load_file,
     model_state_dict,
@@ -176,7 +177,7 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
         model = model.to(memory_format=torch.channels_last)
     criterion = build_criterion(cfg, getattr(train_set, "class_weights", None)).to(device)
     optimizer = build_optimizer(cfg, model)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.TRAIN.AMP == "fp16")
+    scaler = grad_scaler(cfg.TRAIN.AMP, device)  # enabled only for fp16 on CUDA
 
     # resume
     start_epoch, best_miou = cfg.TRAIN.BEGIN_EPOCH, 0.0

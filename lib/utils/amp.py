@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 
 __all__ = ["AMP_NAMES", "autocast", "autocast_dtype", "bf16_supported", "grad_scaler",
-           "to_device", "configure_backends"]
+           "to_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,10 +86,3 @@ def to_device(x: torch.Tensor, device: torch.device | str, channels_last: bool =
     if channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
-
-
-def configure_backends(cfg) -> None:
-    """cudnn flags from `CUDNN.*` (BENCHMARK autotunes convolutions for fixed input sizes)."""
-    torch.backends.cudnn.enabled = cfg.CUDNN.ENABLED
-    torch.backends.cudnn.benchmark = cfg.CUDNN.BENCHMARK and not cfg.CUDNN.DETERMINISTIC
-    torch.backends.cudnn.deterministic = cfg.CUDNN.DETERMINISTIC

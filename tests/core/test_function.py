@@ -108,7 +108,7 @@ def test_validate_reports_main_output_and_loss():
     assert 0 <= res["miou"] <= 1 and res["loss"] > 0 and len(res["miou_per_output"]) == 1
 
 
-@pytest.mark.parametrize("amp, channels_last", [("bf16", False), ("fp16", True)])
+@pytest.mark.parametrize("amp, channels_last", [("bf16", False), ("bf16", True)])
 def test_mixed_precision_and_channels_last_train_on_cpu(amp, channels_last):
     model = TinySeg()
     if channels_last:
@@ -127,6 +127,15 @@ def test_mixed_precision_and_channels_last_train_on_cpu(amp, channels_last):
         device=torch.device("cpu"),
         amp=amp,
         channels_last=channels_last,
-        scaler=torch.amp.GradScaler("cpu", enabled=amp == "fp16"),
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
     )
     assert torch.isfinite(torch.tensor(stats["loss"]))
+
+
+def test_fp16_on_cpu_is_refused_with_the_key_named():
+    model = TinySeg()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="TRAIN.AMP fp16 needs a CUDA device"):
+        train_one_epoch(model, nn.CrossEntropyLoss(), opt, batches(1), epoch=0, base_lr=0.1,
+                        first_iter=0, max_iters=1, device=torch.device("cpu"), amp="fp16",
+                        scaler=torch.amp.GradScaler("cpu", enabled=False))
