@@ -25,7 +25,6 @@ from lib.core.wire_metrics import wire_metrics_from_cfg
 from lib.utils.amp import grad_scaler
 from lib.utils.checkpoint import (
     load_file,
-    model_state_dict,
     official_state_dict,
     rng_state,
     save_atomic,
@@ -137,7 +136,7 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
     from lib.core.criterion import build_criterion
     from lib.datasets import build_dataset
     from lib.datasets.palette import palette_for
-    from lib.models import get_seg_model
+    from lib.models import get_seg_model, load_weights
     from lib.models.summary import model_summary
 
     info = init_distributed(local_rank)
@@ -184,7 +183,7 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
     ckpt_path = out_dir / "checkpoint.pth.tar"
     if (cfg.TRAIN.RESUME or cfg.AUTO_RESUME) and ckpt_path.is_file():
         ckpt = load_file(ckpt_path)
-        model.load_state_dict(model_state_dict(ckpt))
+        load_weights(model, ckpt, strict=True)
         optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])

@@ -53,24 +53,6 @@ def official_state_dict(model: nn.Module, criterion: nn.Module | None = None) ->
     return state
 
 
-def model_state_dict(obj: dict) -> dict:
-    """The network's weights from any of our or the official files, without prefixes.
-
-    Accepts a bare state dict or a dict with `state_dict`; drops `loss.*` entries and strips a
-    `model.` / `module.` prefix (DDP and FullModel, in either order).
-    """
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
-    out = {}
-    for key, value in state.items():
-        if key.startswith(LOSS_PREFIX):
-            continue
-        for prefix in ("module.", MODEL_PREFIX, "module."):
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
-        out[key] = value
-    return out
-
-
 def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """torch.load with weights_only=True; a missing or unreadable file names the path."""
     path = Path(path)

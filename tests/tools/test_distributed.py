@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader
 
 from lib.config import get_config
 from lib.core.function import validate
-from lib.utils.checkpoint import load_file, model_state_dict
+from lib.models import load_weights
+from lib.utils.checkpoint import load_file
 from lib.utils.distributed import ShardSampler
 from tests.tools.conftest import DEMO_CFG, REPO, tiny_opts
 
@@ -52,7 +53,7 @@ def test_torchrun_two_processes_train_and_validate_like_one(tiny_data, tmp_path)
 
     cfg = get_config(DEMO_CFG, opts)
     model = get_seg_model(cfg)
-    model.load_state_dict(model_state_dict(load_file(out / "final_state.pth")))
+    load_weights(model, out / "final_state.pth", strict=True)
     val = build_dataset(cfg, "val")
     assert len(val) == 3  # odd: a padded sampler would count one image twice
     loader = DataLoader(val, batch_size=1, sampler=ShardSampler(len(val), 0, 1))
