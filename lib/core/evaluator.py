@@ -32,8 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--no-save", dest="save", action="store_false", help="do not write prediction PNGs"
     )
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "opts", nargs="*", help="KEY VALUE config overrides (flags may come before or after)"
+    )
+    return parser.parse_intermixed_args(argv)
 
 
 def evaluate(cfg, name: str, local_rank: int = -1, save: bool = True) -> dict | None:

@@ -52,8 +52,10 @@ def parse_args(argv=None, default_cfg: str | None = None) -> argparse.Namespace:
     )
     # the legacy torch.distributed.launch passes one of these (also in the environment)
     parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=-1)
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "opts", nargs="*", help="KEY VALUE config overrides (flags may come before or after)"
+    )
+    return parser.parse_intermixed_args(argv)
 
 
 def seed_everything(seed: int) -> None:
@@ -260,14 +262,27 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
                     "scaler": scaler.state_dict(),
                     "iteration": (phase_epoch + 1) * iters,
                     "rng": rngs,
-                    "metrics": {k: metrics[k] for k in ("miou", "iou", "confusion_matrix") if k in metrics},
+                    "metrics": {
+                        k: metrics[k] for k in ("miou", "iou", "confusion_matrix") if k in metrics
+                    },
                 },
                 ckpt_path,
             )
-        val = (f"val loss {metrics['loss']:.4f}, mIoU {metrics['miou']:.4f} (best {best_miou:.4f}), "
-               f"IoU {' '.join(f'{v:.4f}' for v in metrics['iou'])}" if validated else "not validated")
-        logger.info("epoch %d/%d: loss %.4f, lr %.3g, %.1f s | %s", epoch + 1, end_epoch,
-                    stats["loss"], stats["lr"], stats["seconds"], val)
+        val = (
+            f"val loss {metrics['loss']:.4f}, mIoU {metrics['miou']:.4f} (best {best_miou:.4f}), "
+            f"IoU {' '.join(f'{v:.4f}' for v in metrics['iou'])}"
+            if validated
+            else "not validated"
+        )
+        logger.info(
+            "epoch %d/%d: loss %.4f, lr %.3g, %.1f s | %s",
+            epoch + 1,
+            end_epoch,
+            stats["loss"],
+            stats["lr"],
+            stats["seconds"],
+            val,
+        )
     if main_rank:
         save_atomic(official_state_dict(model, criterion), out_dir / "final_state.pth")
         writer.close()

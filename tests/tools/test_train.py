@@ -113,3 +113,12 @@ def test_eval_interval_validates_only_every_n_epochs_and_at_the_end(tiny_data, t
     assert epochs == [1, 2]  # after the 2nd epoch (interval) and the 3rd (last)
     ckpt = load_file(out_dir(tmp_path) / "checkpoint.pth.tar")
     assert ckpt["epoch"] == 3 and (out_dir(tmp_path) / "best.pth").is_file()
+
+
+def test_flags_may_follow_the_overrides():
+    from lib.core.evaluator import parse_args as test_args
+
+    args = test_args(["--cfg", "x.yaml", "TRAIN.IGNORE_LABEL", "-1", "--no-save", "TEST.IMAGE_SIZE", "[960, 540]"])
+    assert args.save is False and args.opts == ["TRAIN.IGNORE_LABEL", "-1", "TEST.IMAGE_SIZE", "[960, 540]"]
+    args = trainer.parse_args(["--cfg", "x.yaml", "TRAIN.LR", "0.1", "--local-rank=2"])
+    assert args.local_rank == 2 and args.opts == ["TRAIN.LR", "0.1"]
