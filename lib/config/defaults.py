@@ -55,6 +55,7 @@ _C.DATASET.EXTRA_TRAIN_SET = ""  # list used for the TRAIN.EXTRA_EPOCH phase
 _C.DATASET.TEST_SET = "list/cityscapes/val.lst"  # validation / test list, relative to ROOT
 _C.DATASET.SKIP_BAD_SAMPLES = False  # (ours) skip and count unreadable samples, else fail
 _C.DATASET.CLASS_WEIGHTS = []  # (ours) explicit class weights; empty: the dataset's own
+_C.DATASET.LABEL_RESAMPLING = "centre"  # (ours) label scaling: centre (pixel centres, aligned with the image) | official (cv2 INTER_NEAREST: up to 1/2 px down-right)
 _C.DATASET.REDUCED_DECODE = True  # (ours) fast training path: 1/2-1/8 JPEG decode, resample only the crop
 
 _C.TRAIN = CN()

@@ -50,6 +50,7 @@ def build_dataset(cfg: CfgNode, split: str) -> ListDataset:
         else 0,
         downsample_rate=cfg.TRAIN.DOWNSAMPLERATE,
         reduced_decode=cfg.DATASET.REDUCED_DECODE,
+        label_resampling=cfg.DATASET.LABEL_RESAMPLING,
         class_weights=list(cfg.DATASET.CLASS_WEIGHTS) or None,
         skip_bad_samples=cfg.DATASET.SKIP_BAD_SAMPLES,
     )

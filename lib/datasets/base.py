@@ -34,6 +34,9 @@ MEAN = (0.485, 0.456, 0.406)  # ImageNet, RGB
 STD = (0.229, 0.224, 0.225)
 
 
+
+LABEL_RESAMPLING = {"centre": 0.5, "official": 0.0}  # offset of the nearest label sample
+
 class DatasetError(ValueError):
     """A bad list file or sample; the message names the list file, line and path."""
 
@@ -64,6 +67,7 @@ class ListDataset(torch.utils.data.Dataset):
         brightness_shift: int = 0,
         downsample_rate: int = 1,
         reduced_decode: bool = True,
+        label_resampling: str = "centre",
         class_weights: list[float] | tuple[float, ...] | None = None,
         skip_bad_samples: bool = False,
     ) -> None:
@@ -86,6 +90,14 @@ class ListDataset(torch.utils.data.Dataset):
         self.brightness_shift = brightness_shift
         self.downsample_rate = downsample_rate
         self.reduced_decode = reduced_decode
+        if label_resampling not in LABEL_RESAMPLING:
+            raise ValueError(
+                f"DATASET.LABEL_RESAMPLING is {label_resampling!r}; known: {', '.join(LABEL_RESAMPLING)}"
+            )
+        # "official" is cv2.INTER_NEAREST (source floor(x * src / dst)): against the bilinear image
+        # (pixel centres) it moves labels up to half a pixel down and right, which costs thin
+        # wires several IoU points; "centre" samples the label at the pixel centres too.
+        self.label_offset = LABEL_RESAMPLING[label_resampling]
         self.skip_bad_samples = skip_bad_samples
         self.bad_samples = 0  # samples skipped in this process (with a warning each)
         self.class_weights = self._class_weights(class_weights)
@@ -252,7 +264,8 @@ class ListDataset(torch.utils.data.Dataset):
             image = decode_image(item["image"], data=data)
             if size != (width, height):
                 image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-                raw = cv2.resize(raw, size, interpolation=cv2.INTER_NEAREST)
+                nearest = cv2.INTER_NEAREST_EXACT if self.label_offset else cv2.INTER_NEAREST
+                raw = cv2.resize(raw, size, interpolation=nearest)
             image, label = self._random_crop(image, raw)
         if self.brightness_shift and random.random() >= 0.5:
             shift = random.randint(-self.brightness_shift, self.brightness_shift)
@@ -282,8 +295,8 @@ class ListDataset(torch.utils.data.Dataset):
         """Scale to `size`, pad and crop, computing only the crop window (same random draws).
 
         The image is decoded at reduced resolution when `size` allows and only the window is
-        resampled, with cv2.resize's bilinear pixel-centre mapping; the label window uses
-        cv2.resize's nearest mapping (floor(x * src / dst)), so labels equal the official ones.
+        resampled, with cv2.resize's bilinear pixel-centre mapping; the label window uses the
+        nearest mapping of the full-image path (DATASET.LABEL_RESAMPLING), so labels are equal.
         """
         tw, th = size
         x = random.randint(0, max(tw, self.crop_w) - self.crop_w)
@@ -299,11 +312,12 @@ class ListDataset(torch.utils.data.Dataset):
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_REPLICATE,
         )
+        c = self.label_offset  # 0.5: sample at pixel centres (INTER_NEAREST_EXACT); 0: official
         xs = np.minimum(
-            np.floor(np.arange(x, x + vw) * (1.0 / (tw / width))).astype(np.intp), width - 1
+            np.floor((np.arange(x, x + vw) + c) * (1.0 / (tw / width))).astype(np.intp), width - 1
         )
         ys = np.minimum(
-            np.floor(np.arange(y, y + vh) * (1.0 / (th / height))).astype(np.intp), height - 1
+            np.floor((np.arange(y, y + vh) + c) * (1.0 / (th / height))).astype(np.intp), height - 1
         )
         label = self._map(raw[np.ix_(ys, xs)])
         if (vh, vw) == (self.crop_h, self.crop_w):

@@ -1,7 +1,7 @@
 """A generated power-line dataset: aerial-like photos with catenary wires, and their polygons.
 
 Each image (default 960x540, 16:9 like the real 5472x3078 photos) gets a textured background
-(field patches, tree clumps, roads, noise), 2-5 spans of 1-3 parallel catenary wires 3-8 px
+(field patches, tree clumps, roads, noise), 2-5 spans of 1-3 parallel catenary wires 4-10 px
 wide whose contrast varies but stays visible, and now and then a lattice tower or a short
 straight clutter line (not a wire). The wires are drawn from the same polygons that go into
 ONE annotation-platform JSON, so labels rasterised from it line up with the pixels.
@@ -162,7 +162,7 @@ def make_image(
         spacing = rng.uniform(12, 30) * scale
         for k in range(int(rng.integers(1, 4))):
             centre = catenary(p0 + k * spacing * offset, p1 + k * spacing * offset, sag)
-            wire_width = rng.uniform(3, 8) * scale
+            wire_width = rng.uniform(4, 10) * scale
             polygon = wire_polygon(centre, wire_width)
             local = float(
                 image[

@@ -86,8 +86,9 @@ def test_target_size_rounds_like_official():
     assert target_size(3078, 5472, 1024) == (576, 1024)
 
 
+@pytest.mark.parametrize("resampling", ["centre", "official"])
 @pytest.mark.parametrize("crop", [(128, 64), (640, 400)])  # (640, 400): small scales need padding
-def test_training_crop_geometry_same_with_and_without_reduced_decode(tmp_path, crop):
+def test_training_crop_geometry_same_with_and_without_reduced_decode(tmp_path, crop, resampling):
     (tmp_path / "list").mkdir()
     image = _smooth_jpeg(tmp_path / "list" / "a.jpg")
     label = (image[:, :, 0] > 127).astype(np.uint8)
@@ -112,6 +113,8 @@ def test_training_crop_geometry_same_with_and_without_reduced_decode(tmp_path, c
                 str(list(crop)),
                 "DATASET.REDUCED_DECODE",
                 str(reduced),
+                "DATASET.LABEL_RESAMPLING",
+                resampling,
             ],
         )
         ds = build_dataset(cfg, "train")
@@ -121,3 +124,32 @@ def test_training_crop_geometry_same_with_and_without_reduced_decode(tmp_path, c
         assert xr.shape == xf.shape == (3, crop[1], crop[0])
         assert (yr == yf).all()  # labels identical: same scale, crop and flip
         assert (xr - xf).abs().mean() < 0.05  # images differ only by decoder rounding
+
+
+def test_centre_label_resampling_keeps_labels_on_the_image_edges(tmp_path):
+    """Scaled labels sit where the scaled image's edges are; cv2.INTER_NEAREST shifts them."""
+    (tmp_path / "list").mkdir()
+    yy, xx = np.mgrid[0:270, 0:480]
+    label = (((yy // 7) + (xx // 9)) % 2).astype(np.uint8)  # a checkerboard of small cells
+    Image.fromarray(label * 255).convert("RGB").save(tmp_path / "list" / "a.png.jpg", quality=100)
+    Image.fromarray(label).save(tmp_path / "list" / "a.png")
+    (tmp_path / "l.lst").write_text("a.png.jpg a.png\n")
+    disagreement = {}
+    for resampling in ("centre", "official"):
+        cfg = get_config(None, ["DATASET.ROOT", str(tmp_path), "DATASET.DATASET", "list",
+                                "DATASET.NUM_CLASSES", "2", "DATASET.TRAIN_SET", "l.lst",
+                                "TRAIN.BASE_SIZE", "480", "TRAIN.IMAGE_SIZE", "[128, 96]",
+                                "TRAIN.FLIP", "False", "DATASET.LABEL_RESAMPLING", resampling])
+        ds = build_dataset(cfg, "train")
+        random.seed(5)
+        wrong = 0.0
+        for _ in range(12):
+            x, y, _, _ = ds[0]
+            red = x[0] * 0.229 + 0.485  # undo the normalisation of the red channel
+            wrong += ((red > 0.5).long() != y).float().mean().item()
+        disagreement[resampling] = wrong / 12
+    assert disagreement["centre"] < 0.6 * disagreement["official"]
+    with pytest.raises(ValueError, match="DATASET.LABEL_RESAMPLING is 'floor'"):
+        build_dataset(get_config(None, ["DATASET.ROOT", str(tmp_path), "DATASET.DATASET", "list",
+                                        "DATASET.TRAIN_SET", "l.lst", "DATASET.LABEL_RESAMPLING",
+                                        "floor"]), "train")

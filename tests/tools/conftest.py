@@ -91,5 +91,12 @@ def tiny_opts(data: Path, out: Path, *extra: str) -> list[str]:
         "128",
         "TEST.IMAGE_SIZE",
         "[64,48]",
+        # fp32, contiguous, validated every epoch: independent of the demo's speed settings
+        "TRAIN.AMP",
+        "",
+        "MODEL.CHANNELS_LAST",
+        "False",
+        "TRAIN.EVAL_INTERVAL",
+        "1",
         *extra,
     ]
