@@ -17,7 +17,7 @@ import numpy as np
 
 from lib.datasets.annotations import write_platform_json
 
-__all__ = ["background", "catenary", "wire_polygon", "make_image", "generate"]
+__all__ = ["background", "catenary", "wire_polygon", "draw_wire", "make_image", "generate"]
 
 
 def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -102,6 +102,17 @@ def wire_polygon(centre: np.ndarray, width: float) -> np.ndarray:
     return np.concatenate([centre + half * normal, (centre - half * normal)[::-1]])
 
 
+def draw_wire(image: np.ndarray, polygon: np.ndarray, colour: tuple) -> None:
+    """Fill `polygon` (pixel coordinates as the JSON holds them) anti-aliased into `image`.
+
+    The JSON's coordinates put pixel i on [i, i + 1), its centre at i + 0.5, which is how the
+    label rasteriser reads them; OpenCV puts pixel centres at integers, hence the -0.5. Without
+    it every wire is drawn half a pixel down-right of its label.
+    """
+    points = np.round((np.asarray(polygon) - 0.5) * 16).astype(np.int32)
+    cv2.fillPoly(image, [points], colour, cv2.LINE_AA, shift=4)
+
+
 def _edge_point(rng: np.random.Generator, width: int, height: int, side: int) -> np.ndarray:
     """A point slightly outside the image on side 0 (left), 1 (top), 2 (right) or 3 (bottom)."""
     m = 20.0
@@ -177,9 +188,7 @@ def make_image(
                 else local + contrast
             )
             colour = tuple(float(np.clip(value + d, 0, 255)) for d in rng.normal(0, 8, 3))
-            cv2.fillPoly(
-                image, [np.round(polygon * 16).astype(np.int32)], colour, cv2.LINE_AA, shift=4
-            )
+            draw_wire(image, polygon, colour)
             polygons.append(polygon)
     image = cv2.GaussianBlur(image, (0, 0), 0.6)
     return image, polygons
