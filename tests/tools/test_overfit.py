@@ -1,4 +1,4 @@
-"""Slow: the W18-Small + OCR demo model overfits 8 generated photos (wire IoU > 0.9) on CPU."""
+"""Slow: the W18-Small + OCR demo model overfits 8 generated 640x360 photos (wire IoU > 0.9) on CPU."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.tools.conftest import DEMO_CFG, make_dataset
 @pytest.mark.slow
 def test_demo_model_overfits_eight_images(tmp_path):
     pytest.importorskip("lib.datasets.synthetic")
-    data = make_dataset(tmp_path / "data", num=8, val_every=0, width=160, height=96)
+    data = make_dataset(tmp_path / "data", num=8, val_every=0, width=640, height=360)
     lists = data / "list" / "daodixian_seg"
     shutil.copy(lists / "train.lst", lists / "val.lst")  # evaluate on the training photos
     opts = [
@@ -32,13 +32,17 @@ def test_demo_model_overfits_eight_images(tmp_path):
         "TRAIN.FLIP",
         "False",
         "TRAIN.IMAGE_SIZE",
-        "[160,96]",
+        "[640,360]",
         "TRAIN.BASE_SIZE",
-        "160",
+        "640",
+        "TEST.BASE_SIZE",
+        "640",
+        "TEST.IMAGE_SIZE",
+        "[640,360]",
         "TRAIN.BATCH_SIZE_PER_GPU",
         "4",
         "TRAIN.END_EPOCH",
-        "80",
+        "100",
         "TRAIN.OPTIMIZER",
         "adamw",
         "TRAIN.LR",
