@@ -43,6 +43,7 @@ def test_power_line_experiment_values():
     assert cfg.LOSS.BALANCE_WEIGHTS == [0.4, 1.0]
     assert cfg.TEST.SCALE_LIST == [0.5, 0.75, 1.0]
     assert cfg.MODEL.PRETRAINED == "pretrained_models/hrnetv2_w48_imagenet_pretrained.pth"
+    assert cfg.MODEL.ALIGN_CORNERS is False  # thin wires: no drift of the upsampled output
 
 
 def test_command_line_overrides_are_typed():
