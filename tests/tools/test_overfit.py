@@ -40,9 +40,11 @@ def test_demo_model_overfits_eight_images(tmp_path):
         "TEST.IMAGE_SIZE",
         "[640,360]",
         "TRAIN.BATCH_SIZE_PER_GPU",
-        "4",
+        "2",
         "TRAIN.END_EPOCH",
-        "100",
+        "300",
+        "TRAIN.EVAL_INTERVAL",
+        "50",
         "TRAIN.OPTIMIZER",
         "adamw",
         "TRAIN.LR",
@@ -58,4 +60,6 @@ def test_demo_model_overfits_eight_images(tmp_path):
     ckpt = load_file(tmp_path / "output" / "daodixian_seg" / DEMO_CFG.stem / "checkpoint.pth.tar")
     wire_iou = ckpt["metrics"]["iou"][1]
     print(f"wire IoU {wire_iou:.4f}, mIoU {ckpt['metrics']['miou']:.4f}, {minutes:.1f} min")
+    # Measured here: 0.8865 after 300 epochs (8 min), 0.8852 after 400 at lr 0.006: the
+    # issue's 0.9 is not reached yet at 640x360 (wires 2.7-6.7 px); this test says so.
     assert wire_iou > 0.9
