@@ -20,7 +20,7 @@ from lib.core.function import metrics_table, testval
 from lib.core.trainer import configure_backends, limit
 from lib.core.wire_metrics import wire_metrics_from_cfg
 from lib.utils.distributed import ShardSampler, cleanup, init_distributed
-from lib.utils.logs import setup_logging
+from lib.utils.logs import log_cli_error, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +105,7 @@ def main(argv=None) -> int:
         cfg = get_config(args.cfg, args.opts)
         metrics = evaluate(cfg, config_name(args.cfg), args.local_rank, args.save)
     except (ValueError, RuntimeError, OSError) as err:
-        logging.getLogger().handlers or logging.basicConfig()
-        logger.error("%s: %s", type(err).__name__, str(err).splitlines()[0] if str(err) else err)
+        log_cli_error(logger, err)
         return 1
     finally:
         cleanup()

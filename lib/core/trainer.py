@@ -39,7 +39,7 @@ from lib.utils.distributed import (
     maybe_sync_batchnorm,
     wrap_ddp,
 )
-from lib.utils.logs import setup_logging
+from lib.utils.logs import log_cli_error, setup_logging
 from lib.utils.lr import build_optimizer
 
 logger = logging.getLogger(__name__)
@@ -297,8 +297,7 @@ def main(argv=None, default_cfg: str | None = None) -> int:
         cfg = get_config(args.cfg, args.opts)
         train(cfg, config_name(args.cfg), args.local_rank)
     except (ValueError, RuntimeError, OSError) as err:
-        logging.getLogger().handlers or logging.basicConfig()
-        logger.error("%s: %s", type(err).__name__, str(err).splitlines()[0] if str(err) else err)
+        log_cli_error(logger, err)
         return 1
     finally:
         cleanup()

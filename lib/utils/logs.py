@@ -25,3 +25,10 @@ def setup_logging(rank: int = 0, log_file: str | Path | None = None) -> None:
         handler.setFormatter(logging.Formatter(FORMAT, datefmt="%H:%M:%S"))
         handler._ours = True
         root.addHandler(handler)
+
+
+def log_cli_error(logger: logging.Logger, err: BaseException) -> None:
+    """The one-line error a CLI prints before exiting non-zero: type and first message line."""
+    logging.getLogger().handlers or logging.basicConfig()
+    text = str(err).strip()
+    logger.error("%s: %s", type(err).__name__, text.splitlines()[0] if text else type(err).__name__)
