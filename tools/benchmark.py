@@ -26,6 +26,7 @@ from lib.datasets.base import MEAN, STD
 from lib.datasets.decode import decode_image
 from lib.models import get_seg_model, load_weights
 from lib.utils import benchmark as bm
+from lib.utils.amp import configure_backends, resolve_device
 
 DEFAULT_VARIANTS = {"infer": bm.INFER_VARIANTS, "train": bm.TRAIN_VARIANTS,
                     "photo": bm.PHOTO_VARIANTS, "data": ()}
@@ -77,7 +78,8 @@ def build_model(cfg, weights: str, device: torch.device) -> tuple[torch.nn.Modul
 
 def run(args: argparse.Namespace) -> dict:
     cfg = get_config(args.cfg, args.opts)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
+    configure_backends(cfg)  # cudnn.benchmark as the experiment file says
     threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -16,12 +16,11 @@ import argparse
 import logging
 import sys
 
-import torch
-
 from lib.config import ConfigError, get_config
 from lib.core.prediction import list_photos, predict_photos
 from lib.models import WeightsError, get_seg_model, load_weights
 from lib.models.fusion import prepare_for_inference
+from lib.utils.amp import configure_backends, resolve_device
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         photos = list_photos(args.input)
         if not photos:
             raise FileNotFoundError(f"no photos found in {' '.join(args.input)}")
-        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = resolve_device(args.device)
+        configure_backends(cfg)  # CUDNN.BENCHMARK etc. of the experiment file
         model = get_seg_model(cfg, load_pretrained=False)
         load_weights(model, cfg.TEST.MODEL_FILE)  # logs what it loaded
         model = prepare_for_inference(model, cfg, device)

@@ -17,8 +17,9 @@ from torch.utils.data import DataLoader
 
 from lib.config import config_name, get_config
 from lib.core.function import metrics_table, testval
-from lib.core.trainer import configure_backends, limit
+from lib.core.trainer import limit
 from lib.core.wire_metrics import wire_metrics_from_cfg
+from lib.utils.amp import configure_backends
 from lib.utils.distributed import ShardSampler, cleanup, init_distributed
 from lib.utils.logs import log_cli_error, setup_logging
 
@@ -83,6 +84,7 @@ def evaluate(cfg, name: str, local_rank: int = -1, save: bool = True) -> dict | 
         output_index=cfg.TEST.OUTPUT_INDEX,
         window_batch=cfg.TEST.WINDOW_BATCH,
         amp=cfg.TEST.AMP,
+        channels_last=cfg.MODEL.CHANNELS_LAST,
         save_dir=save_dir,
         palette=palette_for(cfg.DATASET.DATASET, cfg.DATASET.NUM_CLASSES),
         id_values=POWERLINE_ID_VALUES if cfg.DATASET.DATASET == "daodixian_seg" else None,

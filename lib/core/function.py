@@ -22,7 +22,14 @@ from lib.core.inference import multi_scale_inference
 from lib.core.metrics import ConfusionMatrix
 from lib.core.wire_metrics import WireMetrics
 from lib.utils.amp import autocast, autocast_dtype
-from lib.utils.distributed import all_reduce_sum, get_world_size, is_main_process, unwrap
+from lib.utils.distributed import (
+    all_gather_tensor,
+    all_reduce,
+    all_reduce_sum,
+    get_world_size,
+    is_main_process,
+    unwrap,
+)
 from lib.utils.lr import set_poly_lr
 
 logger = logging.getLogger(__name__)
@@ -79,6 +86,13 @@ def train_one_epoch(
     frozen = frozen_parameters(model, freeze)
     world = get_world_size()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    every = max(print_freq, 1)
+    n = len(loader)
+    # No host sync between checks: the losses, their count and the first non-finite iteration
+    # accumulate on the device, and are read (one all_reduce) every `print_freq` iterations
+    # and at the end of the epoch, so the CPU keeps queueing GPU work.
+    since = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of losses, bad steps)
+    first_bad = torch.tensor([n, 0.0], dtype=torch.float64, device=device)  # (iteration, loss)
     total, lr, start = 0.0, base_lr, time.perf_counter()
     bar = tqdm(
         loader,
@@ -97,13 +111,10 @@ def train_one_epoch(
             outputs = model(images)
             loss = criterion(outputs, labels)
 
-        # every rank sees the same mean loss, so all ranks stop together on NaN
-        reduced = all_reduce_sum(loss.detach().float().clone()) / world
-        if not torch.isfinite(reduced):
-            raise NonFiniteLossError(
-                f"loss is {reduced.item()} at epoch {epoch} iteration {i} "
-                f"(global iteration {it}, lr {lr:.3g}); training stopped, saved files untouched"
-            )
+        value = loss.detach().double()
+        bad = ~torch.isfinite(value)
+        since += torch.stack([value, bad.double()])
+        first_bad = torch.where(bad & (first_bad[0] == n), torch.stack([torch.full_like(value, i), value]), first_bad)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         for p in frozen:
@@ -111,15 +122,31 @@ def train_one_epoch(
         scaler.step(optimizer)
         scaler.update()
 
-        value = reduced.item()
-        total += value
-        bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
-        if writer is not None and (it % max(print_freq, 1) == 0):
-            writer.add_scalar("train_loss", value, it)
-            writer.add_scalar("lr", lr, it)
+        if it % every == 0 or i == n - 1:  # the check: one sync and one all_reduce
+            current = value.float().reshape(1).to(since.dtype)
+            stats = all_reduce_sum(torch.cat([current, since]))  # same calls on every rank
+            step_loss, loss_sum, bad_steps = (float(v) for v in stats.tolist())
+            since.zero_()
+            if bad_steps:
+                _raise_non_finite(first_bad, epoch, first_iter, lr)
+            step_loss /= world
+            total += loss_sum / world
+            bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
+            if writer is not None and it % every == 0:
+                writer.add_scalar("train_loss", step_loss, it)
+                writer.add_scalar("lr", lr, it)
     bar.close()
-    n = max(len(loader), 1)
-    return {"loss": total / n, "lr": lr, "seconds": time.perf_counter() - start}
+    return {"loss": total / max(n, 1), "lr": lr, "seconds": time.perf_counter() - start}
+
+
+def _raise_non_finite(first_bad: torch.Tensor, epoch: int, first_iter: int, lr: float) -> None:
+    """Every rank raises the same error naming the first iteration where any rank's loss was
+    NaN / inf (found at the next check, so steps up to then have run; nothing is saved)."""
+    i, value = min(tuple(t.tolist()) for t in all_gather_tensor(first_bad))
+    raise NonFiniteLossError(
+        f"loss is {value} at epoch {epoch} iteration {int(i)} "
+        f"(global iteration {first_iter + i}, lr {lr:.3g}); training stopped, saved files untouched"
+    )
 
 
 def _palette_image(pred: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
@@ -193,15 +220,19 @@ def validate(
                 writer.add_image(
                     f"valid_pred/{k}", _palette_image(preds[k], palette), epoch, dataformats="HWC"
                 )
-    if not matrices:  # an empty shard still joins the reductions
-        matrices = [ConfusionMatrix(num_classes, ignore_label, device)]
-    counts = len(matrices)
+    # Every rank makes the same collective calls: a rank whose shard was empty (fewer samples
+    # than processes) learns the number of model outputs from the others.
+    outputs_count = all_reduce(torch.tensor([len(matrices)], device=device), "max")
+    matrices += [
+        ConfusionMatrix(num_classes, ignore_label, device)
+        for _ in range(max(int(outputs_count.item()), 1) - len(matrices))
+    ]
     for cm in matrices:
         cm.reduce_from_all_processes()
     all_reduce_sum(loss_sum)
     result = matrices[-1].compute()
     result["loss"] = (loss_sum[0] / loss_sum[1].clamp(min=1)).item()
-    result["miou_per_output"] = [cm.compute()["miou"] for cm in matrices[:counts]]
+    result["miou_per_output"] = [cm.compute()["miou"] for cm in matrices]
     result["confusion_matrix"] = matrices[-1].mat.cpu().tolist()
     if wire_metrics is not None:  # (ours) tolerant wire P/R/F1 and clDice
         wire_metrics.reduce_from_all_processes()
@@ -239,6 +270,7 @@ def testval(
     output_index: int = -1,
     window_batch: int = 4,
     amp: str = "",
+    channels_last: bool = False,
     save_dir: str | Path | None = None,
     palette: Sequence[Sequence[int]] | None = None,
     id_values: Sequence[int] | None = None,
@@ -248,9 +280,11 @@ def testval(
 
     With labels (the dataset's `has_labels`), returns the metrics summed over all ranks;
     without, returns None. With `save_dir`, writes `<name>.png` palette predictions and, when
-    `id_values` is given, `ids/<name>.png` raw-id PNGs (power lines: 0/255).
+    `id_values` is given, `ids/<name>.png` raw-id PNGs (power lines: 0/255). `channels_last`
+    (MODEL.CHANNELS_LAST) gives the network channels_last inputs, as training and validation do.
     """
     net = unwrap(model).eval()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     device = next(net.parameters()).device
     has_labels = getattr(loader.dataset, "has_labels", True)
     cm = ConfusionMatrix(num_classes, ignore_label, device) if has_labels else None
@@ -271,6 +305,7 @@ def testval(
                 output_index=output_index,
                 window_batch=window_batch,
                 amp=amp,
+                memory_format=memory_format,
             )
             if cm is not None:
                 label = labels[k : k + 1].to(device).long()

@@ -9,7 +9,8 @@ so results are comparable with the official logs.
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
+
+from lib.utils.distributed import all_reduce_sum
 
 
 class ConfusionMatrix:
@@ -47,10 +48,11 @@ class ConfusionMatrix:
         self.mat.zero_()
 
     def reduce_from_all_processes(self) -> None:
-        """Sum the matrices of all ranks in place (no-op outside torch.distributed)."""
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()
-            dist.all_reduce(self.mat)
+        """Sum the matrices of all ranks in place (no-op without a process group).
+
+        The matrix may be on the CPU or a GPU, whatever the backend (see lib.utils.distributed).
+        """
+        all_reduce_sum(self.mat)
 
     def compute(self) -> dict:
         """Metrics as Python floats/lists: miou, iou (per class), pixel_acc, mean_acc."""

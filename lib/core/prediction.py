@@ -142,12 +142,17 @@ class PredictReport:
     resumed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # one-line reasons
     metrics: dict | None = None  # wire scores over every labelled photo done so far
+    seconds: float = 0.0  # wall time of the run
+    peak_gpu_mb: float | None = None  # torch.cuda.max_memory_allocated over the run (CUDA only)
+    device: str = "cpu"
 
     def lines(self) -> list[str]:
         out = [
             f"predicted {len(self.predicted)}, already done {len(self.resumed)}, "
-            f"skipped {len(self.skipped)}"
+            f"skipped {len(self.skipped)} in {self.seconds:.1f} s on {self.device}"
         ]
+        if self.peak_gpu_mb is not None:
+            out.append(f"peak GPU memory {self.peak_gpu_mb:.0f} MiB (torch.cuda.max_memory_allocated)")
         if self.metrics:
             m = self.metrics
             out.append(
@@ -250,8 +255,11 @@ def predict_photos(
     predicted but not scored. The model must be in eval mode on its device.
     """
     out = Path(out)
-    report = PredictReport()
     device = next(model.parameters()).device
+    report = PredictReport(device=str(device))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
     summaries = []
     for photo, rel in tqdm(photos, desc="predict", unit="photo", disable=None):
         summary_file = _summary_path(out, rel)
@@ -275,4 +283,7 @@ def predict_photos(
             logger.warning("skipped: %s", err)
             report.skipped.append(str(err))
     report.metrics = _write_totals(out, summaries)
+    report.seconds = time.perf_counter() - start
+    if device.type == "cuda":
+        report.peak_gpu_mb = torch.cuda.max_memory_allocated(device) / 2**20
     return report

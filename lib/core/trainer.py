@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import random
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from lib.config import config_name, get_config
 from lib.core.function import train_one_epoch, validate
 from lib.core.wire_metrics import wire_metrics_from_cfg
-from lib.utils.amp import grad_scaler
+from lib.utils.amp import configure_backends, grad_scaler  # noqa: F401 (re-exported)
 from lib.utils.checkpoint import (
     load_file,
     official_state_dict,
@@ -32,8 +31,10 @@ from lib.utils.checkpoint import (
 )
 from lib.utils.distributed import (
     DistInfo,
+    DistributedSetupError,
     ShardSampler,
     all_gather_object,
+    broadcast_object,
     cleanup,
     init_distributed,
     maybe_sync_batchnorm,
@@ -62,16 +63,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def configure_backends(cfg) -> None:
-    """CUDNN.* as officially; DETERMINISTIC (ours) adds deterministic algorithms everywhere."""
-    torch.backends.cudnn.enabled = cfg.CUDNN.ENABLED
-    torch.backends.cudnn.benchmark = cfg.CUDNN.BENCHMARK and not cfg.DETERMINISTIC
-    torch.backends.cudnn.deterministic = cfg.CUDNN.DETERMINISTIC or cfg.DETERMINISTIC
-    if cfg.DETERMINISTIC:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def output_dirs(cfg, name: str) -> tuple[Path, Path]:
@@ -131,6 +122,31 @@ def make_loader(cfg, dataset, info: DistInfo, *, train: bool, epoch_seed: int = 
     )
 
 
+def decide_resume(ckpt_path: Path, wanted: bool, info: DistInfo) -> bool:
+    """Whether this run resumes from `ckpt_path`: decided once, by rank 0, for every rank.
+
+    Ranks that each looked for the file themselves could start at different epochs on nodes
+    without a shared OUTPUT_DIR and then wait on each other forever; here, when rank 0 resumes
+    and another rank cannot read the file, every rank stops with one line naming those ranks.
+    """
+    resume = bool(broadcast_object(bool(wanted) and ckpt_path.is_file()))
+    if wanted and not resume and info.is_main:
+        logger.warning(
+            "TRAIN.RESUME / AUTO_RESUME is set but %s does not exist: starting from the beginning",
+            ckpt_path,
+        )
+    if resume:
+        seen = all_gather_object(ckpt_path.is_file())
+        missing = [rank for rank, ok in enumerate(seen) if not ok]
+        if missing:
+            raise DistributedSetupError(
+                f"rank 0 resumes from {ckpt_path} but rank(s) {', '.join(map(str, missing))} "
+                "cannot see that file: give all nodes a shared OUTPUT_DIR or copy the checkpoint "
+                "to each node"
+            )
+    return resume
+
+
 def train(cfg, name: str, local_rank: int = -1) -> dict:
     """Run a whole training; returns {"best_mIoU", "last": last validation metrics, "out_dir"}."""
     from tensorboardX import SummaryWriter
@@ -183,7 +199,7 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
     # resume
     start_epoch, best_miou = cfg.TRAIN.BEGIN_EPOCH, 0.0
     ckpt_path = out_dir / "checkpoint.pth.tar"
-    if (cfg.TRAIN.RESUME or cfg.AUTO_RESUME) and ckpt_path.is_file():
+    if decide_resume(ckpt_path, cfg.TRAIN.RESUME or cfg.AUTO_RESUME, info):
         ckpt = load_file(ckpt_path)
         load_weights(model, ckpt, strict=True)
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -263,7 +279,9 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
                     "iteration": (phase_epoch + 1) * iters,
                     "rng": rngs,
                     "metrics": {
-                        k: metrics[k] for k in ("miou", "iou", "confusion_matrix") if k in metrics
+                        k: metrics[k]
+                        for k in ("miou", "iou", "confusion_matrix", "wire")
+                        if k in metrics
                     },
                 },
                 ckpt_path,

@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 import torch
 
+from lib.utils.distributed import all_reduce_sum
+
 __all__ = [
     "PLD_UAV_TOLERANCE",
     "tolerance_pixels",
@@ -194,9 +196,9 @@ class WireMetrics:
         return scores_from_counts(counts)
 
     def reduce_from_all_processes(self) -> None:
-        """Sum the counts over ranks (no-op without an initialised process group)."""
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(self.counts)
+        """Sum the counts over ranks (no-op without a process group); the counts stay on the CPU
+        whatever the backend (NCCL reduces a CUDA copy)."""
+        all_reduce_sum(self.counts)
 
     def compute(self) -> dict[str, float]:
         """Dataset-level precision, recall, f1, cldice, topo_precision, topo_sensitivity."""

@@ -25,16 +25,21 @@ from torch import nn
 
 from lib.models.hrnet import BasicBlock, Bottleneck, HRNetBackbone
 
-__all__ = ["fold_batchnorm", "count_batchnorms", "prepare_for_inference", "PAIRED_ATTRIBUTE_CLASSES"]
+__all__ = ["fold_batchnorm", "count_batchnorms", "prepare_for_inference", "PAIRED_ATTRIBUTE_CLASSES",
+           "FOLDABLE_NORMS"]
 
 logger = logging.getLogger(__name__)
+
+# the normalisations that fold: BatchNorm2d and SyncBatchNorm (what a distributed CUDA training
+# converts BatchNorm2d to; in eval mode both are the same per-channel affine map)
+FOLDABLE_NORMS: tuple[type, ...] = (nn.BatchNorm2d, nn.SyncBatchNorm)
 
 # classes whose forward applies bnK straight to convK's output (K = 1, 2, 3)
 PAIRED_ATTRIBUTE_CLASSES: tuple[type, ...] = (BasicBlock, Bottleneck, HRNetBackbone)
 
 
 @torch.no_grad()
-def _fold_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+def _fold_into(conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm) -> None:
     """Rewrite `conv` in place so that conv(x) == bn(conv(x)) for bn in eval mode."""
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("cannot fold a BatchNorm2d without running statistics (track_running_stats=False)")
@@ -60,11 +65,15 @@ def _fold_sequential(seq: nn.Sequential) -> int:
     for (_, first), (name, second) in zip(items, items[1:]):
         if not isinstance(first, nn.Conv2d):
             continue
-        if isinstance(second, nn.BatchNorm2d):
+        if isinstance(second, FOLDABLE_NORMS):
             _fold_into(first, second)
             seq._modules[name] = nn.Identity()
             folded += 1
-        elif isinstance(second, nn.Sequential) and len(second) and isinstance(second[0], nn.BatchNorm2d):
+        elif (
+            isinstance(second, nn.Sequential)
+            and len(second)
+            and isinstance(second[0], FOLDABLE_NORMS)
+        ):
             _fold_into(first, second[0])
             second._modules[next(iter(second._modules))] = nn.Identity()
             folded += 1
@@ -75,7 +84,7 @@ def _fold_pairs(module: nn.Module) -> int:
     folded = 0
     for k in (1, 2, 3):
         conv, bn = getattr(module, f"conv{k}", None), getattr(module, f"bn{k}", None)
-        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, FOLDABLE_NORMS):
             _fold_into(conv, bn)
             setattr(module, f"bn{k}", nn.Identity())
             folded += 1
@@ -83,10 +92,11 @@ def _fold_pairs(module: nn.Module) -> int:
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """Fold every BatchNorm2d that directly follows a Conv2d into it; returns `model` (in place).
+    """Fold every BatchNorm2d / SyncBatchNorm that directly follows a Conv2d into it; returns
+    `model` (in place).
 
     The model is put in eval mode (folding uses the running statistics). BatchNorms that do not
-    follow a convolution are left as they are.
+    follow a convolution are left as they are, and a warning says how many.
     """
     model.eval()
     folded = 0
@@ -95,7 +105,10 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             folded += _fold_sequential(module)
         elif isinstance(module, PAIRED_ATTRIBUTE_CLASSES):
             folded += _fold_pairs(module)
-    logger.debug("folded %d BatchNorm2d layers (%d left)", folded, count_batchnorms(model))
+    left = count_batchnorms(model)
+    logger.debug("folded %d BatchNorm layers (%d left)", folded, left)
+    if left:
+        logger.warning("BatchNorm folding: %d BatchNorm layers do not follow a Conv2d and stay", left)
     return model
 
 

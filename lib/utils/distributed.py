@@ -1,8 +1,17 @@
-"""torch.distributed set-up from the torchrun environment, and small rank helpers.
+"""torch.distributed set-up from the torchrun environment, and the one place for collectives.
 
 torchrun (and the legacy `torch.distributed.launch`) set RANK, WORLD_SIZE, MASTER_ADDR and
 MASTER_PORT; LOCAL_RANK comes from the environment or, for the legacy launcher without
 `--use-env`, from its `--local_rank` / `--local-rank` argument. Backend: NCCL on CUDA, gloo on CPU.
+A process started by a launcher joins a process group even when it is the only one (as the
+official code does), so a one-GPU torchrun run goes through NCCL, DDP and SyncBatchNorm too.
+
+Collectives: every `all_reduce` / `broadcast` / `all_gather` / `barrier` of this project goes
+through the functions below. They put a tensor on the device the backend works on (the current
+CUDA device for NCCL, the CPU for gloo) and copy the result back into the caller's tensor, so
+callers keep their tensors where they like (CPU counters, CUDA confusion matrices). Without a
+process group they do nothing. Every rank must make the same calls in the same order: code that
+reduces must not branch on what one rank's shard holds.
 """
 
 from __future__ import annotations
@@ -18,6 +27,12 @@ from torch.utils.data import Sampler
 
 logger = logging.getLogger(__name__)
 
+_OPS = {"sum": "SUM", "max": "MAX", "min": "MIN"}
+
+
+class DistributedSetupError(RuntimeError):
+    """The processes of a run disagree or cannot run (device, checkpoint): one line says why."""
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -25,20 +40,48 @@ class DistInfo:
     world_size: int
     local_rank: int
     device: torch.device
+    launched: bool = False  # started by torchrun / launch: a process group exists
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """A process group is in use (any number of processes started by a launcher)."""
+        return self.launched or self.world_size > 1
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
 
-def init_distributed(local_rank: int | None = None, use_cuda: bool | None = None) -> DistInfo:
-    """Join the process group when WORLD_SIZE > 1 and pick this process's device.
+def choose_cuda_index(local_rank: int, device_count: int) -> int:
+    """The CUDA device index for this process.
 
-    `use_cuda` defaults to "a GPU is present"; each process takes GPU LOCAL_RANK.
+    LOCAL_RANK when that many devices are visible; device 0 when the launcher (SLURM-style)
+    makes one GPU visible per process; otherwise a one-line DistributedSetupError.
+    """
+    if device_count < 1:
+        raise DistributedSetupError("no CUDA device is visible to this process")
+    if 0 <= local_rank < device_count:
+        return local_rank
+    if device_count == 1:
+        return 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)")
+    raise DistributedSetupError(
+        f"LOCAL_RANK {local_rank} but only {device_count} CUDA devices are visible "
+        f"(CUDA_VISIBLE_DEVICES={visible}); start at most {device_count} processes per node "
+        "or make one GPU visible to each process"
+    )
+
+
+def _launched() -> bool:
+    """Started by torchrun / torch.distributed.launch (or any launcher that sets these)."""
+    return "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
+
+
+def init_distributed(local_rank: int | None = None, use_cuda: bool | None = None) -> DistInfo:
+    """Join the process group when started by a launcher and pick this process's device.
+
+    `use_cuda` defaults to "a GPU is present". The GPU is LOCAL_RANK, or the only visible one
+    when each process sees one GPU (see `choose_cuda_index`); the choice is logged.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -49,17 +92,29 @@ def init_distributed(local_rank: int | None = None, use_cuda: bool | None = None
     )
     if use_cuda is None:
         use_cuda = torch.cuda.is_available()
+    launched = world_size > 1 or _launched()
     if use_cuda:
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
+        count = torch.cuda.device_count()
+        index = choose_cuda_index(local_rank, count)
+        torch.cuda.set_device(index)
+        device = torch.device("cuda", index)
+        logger.info(
+            "rank %d (local rank %d): cuda:%d (%s), %d visible GPU(s), CUDA_VISIBLE_DEVICES=%s",
+            rank,
+            local_rank,
+            index,
+            torch.cuda.get_device_name(index),
+            count,
+            os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"),
+        )
     else:
         device = torch.device("cpu")
-    if world_size > 1 and not dist.is_initialized():
+    if launched and not dist.is_initialized():
         backend = "nccl" if use_cuda else "gloo"
         kwargs = {"device_id": device} if use_cuda else {}
         dist.init_process_group(backend=backend, init_method="env://", **kwargs)
         logger.info("process group: backend %s, rank %d of %d", backend, rank, world_size)
-    return DistInfo(rank, world_size, local_rank, device)
+    return DistInfo(rank, world_size, local_rank, device, launched)
 
 
 def cleanup() -> None:
@@ -67,37 +122,101 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+def initialized() -> bool:
+    """A process group exists: collectives run (also with one process)."""
+    return dist.is_available() and dist.is_initialized()
+
+
 def get_rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return dist.get_rank() if initialized() else 0
 
 
 def get_world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return dist.get_world_size() if initialized() else 1
 
 
 def is_main_process() -> bool:
     return get_rank() == 0
 
 
+def collective_device() -> torch.device:
+    """Where the backend wants tensors: the current CUDA device for NCCL, else the CPU."""
+    if str(dist.get_backend()).lower() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`tensor` itself when already on `device`, else a copy there."""
+    return tensor if tensor.device == device else tensor.to(device)
+
+
 def barrier() -> None:
-    if get_world_size() > 1:
-        dist.barrier()
+    if initialized():
+        if str(dist.get_backend()).lower() == "nccl":
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
 
 
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum over ranks in place (identity in a single process)."""
-    if get_world_size() > 1:
-        dist.all_reduce(tensor)
+def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """Reduce `tensor` over ranks in place (op: sum, max, min); returns it.
+
+    The tensor may live on any device: it is copied to the backend's device and back.
+    """
+    if op not in _OPS:
+        raise ValueError(f"all_reduce op {op!r}; known: {sorted(_OPS)}")
+    if not initialized():
+        return tensor
+    work = _to(tensor, collective_device())
+    dist.all_reduce(work, op=getattr(dist.ReduceOp, _OPS[op]))
+    if work is not tensor:
+        tensor.copy_(work)
     return tensor
 
 
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks in place (identity without a process group)."""
+    return all_reduce(tensor, "sum")
+
+
+def broadcast(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Rank `src`'s values into `tensor` on every rank, in place; returns it."""
+    if not initialized():
+        return tensor
+    work = _to(tensor, collective_device())
+    dist.broadcast(work, src)
+    if work is not tensor:
+        tensor.copy_(work)
+    return tensor
+
+
+def broadcast_object(obj, src: int = 0):
+    """Rank `src`'s picklable `obj` on every rank (`obj` itself without a process group)."""
+    if not initialized():
+        return obj
+    box = [obj if get_rank() == src else None]
+    dist.broadcast_object_list(box, src, device=collective_device())
+    return box[0]
+
+
 def all_gather_object(obj):
-    """[obj of rank 0, obj of rank 1, ...] (a one-element list in a single process)."""
-    if get_world_size() == 1:
+    """[obj of rank 0, obj of rank 1, ...] (a one-element list without a process group)."""
+    if not initialized():
         return [obj]
     out = [None] * get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def all_gather_tensor(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """Every rank's `tensor` (same shape and dtype on all ranks), on `tensor`'s device."""
+    if not initialized():
+        return [tensor]
+    work = _to(tensor, collective_device())
+    out = [torch.empty_like(work) for _ in range(get_world_size())]
+    dist.all_gather(out, work)
+    return [t.to(tensor.device) for t in out]
 
 
 def maybe_sync_batchnorm(model: nn.Module, info: DistInfo) -> nn.Module:
@@ -111,7 +230,7 @@ def wrap_ddp(model: nn.Module, info: DistInfo) -> nn.Module:
     """DistributedDataParallel in a distributed run, the model itself otherwise."""
     if not info.distributed:
         return model
-    ids = [info.local_rank] if info.device.type == "cuda" else None
+    ids = [info.device.index] if info.device.type == "cuda" else None  # not LOCAL_RANK: see init
     return nn.parallel.DistributedDataParallel(
         model, device_ids=ids, output_device=ids[0] if ids else None
     )

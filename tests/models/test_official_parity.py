@@ -51,11 +51,24 @@ def test_ocr_train_outputs_loss_and_gradients_match_official(official_model, par
     loss = criterion([aux, out], target)
     torch.testing.assert_close(loss, parity["loss_ce"], atol=1e-4, rtol=0)
 
-    loss.backward()
+
+def test_ocr_gradients_match_official(official_model, parity):
+    # The gradients of this tiny train-mode batch are ill-conditioned in float32 (BatchNorm over
+    # few pixels): two correct float32 runs on different CPUs differ by up to ~1% of the largest
+    # gradient, while the fixture is within 1e-3 of the float64 result. So our side runs in
+    # float64 (the same function without float32 rounding) and must match at the README's 1e-3.
+    cfg, model = official_model
+    model = model.double()
+    _train_mode_without_dropout(model)
+    aux, out = model(parity["input"].double())
+    criterion = build_criterion(cfg, parity["class_weights"].double())
+    criterion([aux, out], parity["target"]).backward()
     params = dict(model.named_parameters())
     assert len(parity["grads"]) == 4
     for name, expected in parity["grads"].items():
-        torch.testing.assert_close(params[name].grad, expected, rtol=1e-3, atol=1e-3 * expected.abs().max().item())
+        torch.testing.assert_close(
+            params[name].grad.float(), expected, rtol=1e-3, atol=1e-3 * expected.abs().max().item()
+        )
 
 
 def test_ohem_main_term_and_official_total_match(official_dir, official_model, parity):
