@@ -90,6 +90,7 @@ _C.TRAIN.NUM_SAMPLES = 0  # use only the first N training samples (0: all)
 _C.TRAIN.AMP = ""  # (ours) autocast dtype: "" (fp32) | bf16 | fp16 (with a grad scaler)
 _C.TRAIN.PERSISTENT_WORKERS = True  # (ours) keep loader workers alive between epochs
 _C.TRAIN.EVAL_INTERVAL = 1  # (ours) validate every N epochs and after the last one
+_C.TRAIN.STOP_AFTER_EPOCH = 0  # (ours) stop once epoch N is saved, schedule unchanged (0: never)
 
 _C.TEST = CN()
 _C.TEST.IMAGE_SIZE = [2048, 1024]  # sliding-window size, width x height

@@ -51,6 +51,7 @@ def evaluate(cfg, name: str, local_rank: int = -1, save: bool = True) -> dict | 
     configure_backends(cfg)
     out_dir = Path(cfg.OUTPUT_DIR) / cfg.DATASET.DATASET / name
     setup_logging(info.rank, out_dir / f"{name}_test.log" if info.is_main else None)
+    logger.info("%s", info.describe())
 
     model_file = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else out_dir / "final_state.pth"
     model = get_seg_model(cfg, load_pretrained=False)

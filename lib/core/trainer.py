@@ -129,7 +129,7 @@ def decide_resume(ckpt_path: Path, wanted: bool, info: DistInfo) -> bool:
     without a shared OUTPUT_DIR and then wait on each other forever; here, when rank 0 resumes
     and another rank cannot read the file, every rank stops with one line naming those ranks.
     """
-    resume = bool(broadcast_object(bool(wanted) and ckpt_path.is_file()))
+    resume, path0 = broadcast_object((bool(wanted) and ckpt_path.is_file(), str(ckpt_path)))
     if wanted and not resume and info.is_main:
         logger.warning(
             "TRAIN.RESUME / AUTO_RESUME is set but %s does not exist: starting from the beginning",
@@ -140,7 +140,7 @@ def decide_resume(ckpt_path: Path, wanted: bool, info: DistInfo) -> bool:
         missing = [rank for rank, ok in enumerate(seen) if not ok]
         if missing:
             raise DistributedSetupError(
-                f"rank 0 resumes from {ckpt_path} but rank(s) {', '.join(map(str, missing))} "
+                f"rank 0 resumes from {path0} but rank(s) {', '.join(map(str, missing))} "
                 "cannot see that file: give all nodes a shared OUTPUT_DIR or copy the checkpoint "
                 "to each node"
             )
@@ -165,6 +165,7 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
     if main_rank:
         out_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(info.rank, log_dir / f"{name}_train.log" if main_rank else None)
+    logger.info("%s", info.describe())
     writer = SummaryWriter(str(log_dir)) if main_rank else None
     logger.info("config %s, %d process(es) on %s\n%s", name, info.world_size, device, cfg.dump())
 
@@ -190,6 +191,9 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
         crop_w, crop_h = cfg.TRAIN.IMAGE_SIZE
         logger.info("model: %s", model_summary(model, crop_h, crop_w))
     model = maybe_sync_batchnorm(model, info).to(device)
+    synced = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+    if synced:
+        logger.info("SyncBatchNorm: %d layers synchronised over %d process(es)", synced, info.world_size)
     if cfg.MODEL.CHANNELS_LAST:
         model = model.to(memory_format=torch.channels_last)
     criterion = build_criterion(cfg, getattr(train_set, "class_weights", None)).to(device)
@@ -301,6 +305,16 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
             stats["seconds"],
             val,
         )
+        if epoch + 1 == cfg.TRAIN.STOP_AFTER_EPOCH < end_epoch:
+            logger.info(
+                "stopped after epoch %d (TRAIN.STOP_AFTER_EPOCH); resume with TRAIN.RESUME True "
+                "from %s",
+                epoch + 1,
+                ckpt_path,
+            )
+            if writer is not None:
+                writer.close()
+            return {"best_mIoU": best_miou, "last": metrics, "out_dir": out_dir, "stopped": epoch + 1}
     if main_rank:
         save_atomic(official_state_dict(model, criterion), out_dir / "final_state.pth")
         writer.close()

@@ -108,7 +108,11 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     left = count_batchnorms(model)
     logger.debug("folded %d BatchNorm layers (%d left)", folded, left)
     if left:
-        logger.warning("BatchNorm folding: %d BatchNorm layers do not follow a Conv2d and stay", left)
+        logger.warning(
+            "BatchNorm folding: %d BatchNorm layers are not in a recognised Conv2d + BatchNorm "
+            "pattern and stay as they are",
+            left,
+        )
     return model
 
 

@@ -41,6 +41,21 @@ class DistInfo:
     local_rank: int
     device: torch.device
     launched: bool = False  # started by torchrun / launch: a process group exists
+    backend: str = ""  # nccl | gloo | "" (no process group)
+
+    def describe(self) -> str:
+        """One line for the start-up log: rank, device (and which GPU), process group."""
+        device = str(self.device)
+        if self.device.type == "cuda":
+            device += (
+                f" ({torch.cuda.get_device_name(self.device)}, {torch.cuda.device_count()} "
+                f"visible, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')})"
+            )
+        group = f"process group: backend {self.backend}" if self.backend else "no process group"
+        return (
+            f"rank {self.rank} of {self.world_size} (local rank {self.local_rank}) on {device}; "
+            f"{group}"
+        )
 
     @property
     def distributed(self) -> bool:
@@ -98,23 +113,19 @@ def init_distributed(local_rank: int | None = None, use_cuda: bool | None = None
         index = choose_cuda_index(local_rank, count)
         torch.cuda.set_device(index)
         device = torch.device("cuda", index)
-        logger.info(
-            "rank %d (local rank %d): cuda:%d (%s), %d visible GPU(s), CUDA_VISIBLE_DEVICES=%s",
-            rank,
-            local_rank,
-            index,
-            torch.cuda.get_device_name(index),
-            count,
-            os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"),
-        )
     else:
         device = torch.device("cpu")
-    if launched and not dist.is_initialized():
-        backend = "nccl" if use_cuda else "gloo"
-        kwargs = {"device_id": device} if use_cuda else {}
-        dist.init_process_group(backend=backend, init_method="env://", **kwargs)
-        logger.info("process group: backend %s, rank %d of %d", backend, rank, world_size)
-    return DistInfo(rank, world_size, local_rank, device, launched)
+    backend = ""
+    if launched:
+        if not dist.is_initialized():
+            kwargs = {"device_id": device} if use_cuda else {}
+            dist.init_process_group(
+                backend="nccl" if use_cuda else "gloo", init_method="env://", **kwargs
+            )
+        backend = str(dist.get_backend())
+    info = DistInfo(rank, world_size, local_rank, device, launched, backend)
+    logger.info("%s", info.describe())
+    return info
 
 
 def cleanup() -> None:

@@ -139,3 +139,76 @@ def test_fp16_on_cpu_is_refused_with_the_key_named():
         train_one_epoch(model, nn.CrossEntropyLoss(), opt, batches(1), epoch=0, base_lr=0.1,
                         first_iter=0, max_iters=1, device=torch.device("cpu"), amp="fp16",
                         scaler=torch.amp.GradScaler("cpu", enabled=False))
+
+
+class Counter:
+    """Counts calls of a function it wraps."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
+def test_loss_is_read_and_reduced_only_at_checks(monkeypatch):
+    # 10 iterations, PRINT_FREQ 5, global iterations 3..12: checks at 5, 10 and the last one
+    import lib.core.function as function
+
+    reduce = Counter(function.all_reduce_sum)
+    monkeypatch.setattr(function, "all_reduce_sum", reduce)
+    item = Counter(torch.Tensor.item)
+    tolist = Counter(torch.Tensor.tolist)
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: item(self))
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: tolist(self))
+    torch.manual_seed(0)
+    _, stats = run(TinySeg(), batches(10), print_freq=5)
+    assert reduce.calls == 3
+    assert item.calls + tolist.calls == 3  # one host read per check, none in between
+    # the epoch loss is still the mean over every iteration
+    torch.manual_seed(0)
+    plain = run(TinySeg(), batches(10), print_freq=1)[1]
+    assert stats["loss"] == pytest.approx(plain["loss"])
+
+
+def test_nan_between_checks_names_the_iteration_where_it_happened():
+    class NanOnFourth(nn.Module):
+        calls = 0
+
+        def forward(self, out, target):
+            NanOnFourth.calls += 1
+            loss = nn.functional.cross_entropy(out, target)
+            return loss * float("inf") if NanOnFourth.calls >= 4 else loss
+
+    with pytest.raises(NonFiniteLossError, match="loss is inf at epoch 2 iteration 3 "):
+        run(TinySeg(), batches(8), criterion=NanOnFourth(), epoch=2, print_freq=100)
+
+
+def test_validate_with_an_empty_shard_still_reports():
+    res = validate(TinySeg(), lambda o, t: o[-1].sum(), [], num_classes=2, ignore_label=255,
+                   device=torch.device("cpu"))
+    assert res["miou_per_output"] == [0.0] and res["loss"] == 0.0
+
+
+def test_testval_gives_channels_last_inputs_when_asked():
+    from lib.core.function import testval
+
+    class Recorder(TinySeg):
+        formats: list = []
+
+        def forward(self, x):
+            self.formats.append(x.is_contiguous(memory_format=torch.channels_last))
+            return super().forward(x)
+
+    class Loader(list):
+        dataset = type("D", (), {"has_labels": True})()
+
+    loader = Loader([(torch.randn(1, 3, 16, 16), torch.zeros(1, 16, 16, dtype=torch.long), None,
+                      ["a"])])
+    for channels_last in (False, True):
+        model = Recorder().eval()
+        Recorder.formats = []
+        testval(model, loader, num_classes=2, ignore_label=255, scales=[1.0], flip=False,
+                base_size=16, crop_size=(16, 16), channels_last=channels_last)
+        assert Recorder.formats and all(f == channels_last for f in Recorder.formats)

@@ -14,6 +14,7 @@ from lib.models.summary import count_gflops, count_parameters, model_summary
 REPO = Path(__file__).resolve().parents[2]
 W48_OCR = REPO / "experiments/cityscapes/seg_hrnet_ocr_w48_train_512x1024_sgd_lr1e-2_wd5e-4_bs_12_epoch484.yaml"
 S1 = REPO / "experiments/cityscapes/seg_hrnet_w18_small_v1_512x1024_sgd_lr1e-2_wd5e-4_bs_24_epoch484.yaml"
+DEMO_CFG = REPO / "experiments/daodixian_seg/seg_hrnet_ocr_w18_small_v1_demo.yaml"
 
 
 def test_unknown_model_name_lists_known_ones():
@@ -68,3 +69,19 @@ def test_sync_batchnorm_conversion_keeps_state_dict_names():
     synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules())
     assert {k: v.shape for k, v in synced.state_dict().items()} == names
+
+
+def test_flop_count_runs_on_the_meta_device_and_equals_a_real_count():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = get_seg_model(get_config(DEMO_CFG)).eval()
+    seen = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0].device.type))
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, 64, 96))
+    seen.clear()
+    assert count_gflops(model, 64, 96) == counter.get_total_flops() / 1e9
+    assert seen == ["meta"]  # no real forward: a 2048x1024 count costs nothing
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    assert count_gflops(model, 1024, 2048) > 100 * count_gflops(model, 64, 96)

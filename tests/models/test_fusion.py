@@ -113,3 +113,13 @@ def test_fold_uses_conv_bias_and_running_statistics():
 def test_fold_leaves_a_batchnorm_that_follows_no_conv():
     seq = nn.Sequential(nn.ReLU(), nn.BatchNorm2d(3))
     assert count_batchnorms(fold_batchnorm(seq)) == 1
+
+
+def test_fold_batchnorm_folds_syncbatchnorm_too(fixture_model, parity):
+    # a distributed CUDA training converts every BatchNorm2d to SyncBatchNorm (same state dict)
+    _, model = fixture_model
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model)).eval()
+    assert sum(isinstance(m, nn.SyncBatchNorm) for m in synced.modules()) == count_batchnorms(model)
+    folded = fold_batchnorm(synced)
+    assert count_batchnorms(folded) == 0
+    _assert_close(_outputs(folded, parity["input"]), [parity["eval_aux"], parity["eval_out"]])

@@ -61,3 +61,19 @@ def test_unknown_variant_is_refused():
     with pytest.raises(ValueError, match="unknown"):
         parse_variant("fp32+turbo")
     assert parse_variant("bn folded+bf16+channels_last").fold_bn
+
+
+def test_cudnn_settings_of_the_experiment_file_take_effect(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    _run(tmp_path, "--what", "infer", "--input-size", "32x32", "--variants", "fp32 eager")
+    assert torch.backends.cudnn.benchmark is True  # the demo file's CUDNN.BENCHMARK
+
+
+def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["--cfg", DEMO_CFG, "--device", "cuda", *TINY]) == 1
+    assert "no CUDA GPU is visible" in capsys.readouterr().err

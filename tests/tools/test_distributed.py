@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from lib.config import get_config
 from lib.core.function import validate
+from lib.core.wire_metrics import WireMetrics
 from lib.models import load_weights
 from lib.utils.checkpoint import load_file
 from lib.utils.distributed import ShardSampler
@@ -67,10 +68,25 @@ def test_torchrun_two_processes_train_and_validate_like_one(tiny_data, tmp_path)
             num_classes=2,
             ignore_label=255,
             device=torch.device("cpu"),
+            wire_metrics=WireMetrics(),
         )
     finally:
         torch.set_num_threads(threads)
     assert one["confusion_matrix"] == ckpt["metrics"]["confusion_matrix"]
     assert one["miou"] == ckpt["metrics"]["miou"]
+    assert one["wire"] == ckpt["metrics"]["wire"]  # wire counts summed over the two ranks
     total = sum(sum(row) for row in one["confusion_matrix"])
     assert total == 3 * 96 * 128 - sum(int((val[i][1] == 255).sum()) for i in range(3))
+
+    # resumed by two processes with a 1-photo validation set: rank 1's shard is empty, and
+    # both ranks must still make the same collective calls (this hung before)
+    opts1 = tiny_opts(tiny_data, tmp_path, "TRAIN.END_EPOCH", "3", "TRAIN.RESUME", "True",
+                      "TEST.NUM_SAMPLES", "1")
+    run = subprocess.run([*cmd[:-len(opts)], *opts1], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stderr.count("resumed from") == 1  # decided by rank 0, logged once
+    ckpt3 = load_file(out / "checkpoint.pth.tar")
+    assert ckpt3["epoch"] == 3
+    pixels = sum(sum(row) for row in ckpt3["metrics"]["confusion_matrix"])
+    assert pixels == 96 * 128 - int((val[0][1] == 255).sum())  # exactly the one photo

@@ -150,3 +150,26 @@ def test_native_resolution_tiles_on_a_native_size_photo(weights, tmp_path, capsy
     assert predict.main(argv) == 0
     mask = cv2.imread(str(tmp_path / "o" / "masks" / "DJI_0002.png"), cv2.IMREAD_UNCHANGED)
     assert mask.shape == (3078, 5472)
+
+
+def test_cudnn_settings_of_the_experiment_file_take_effect(weights, tmp_path, monkeypatch):
+    # the demo file sets CUDNN.BENCHMARK true; predict.py used to leave cudnn at its default
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    photo = tmp_path / "in" / "a.jpg"
+    _write_rgb(photo, np.zeros((96, 128, 3), np.uint8))
+    native = ["TEST.TILE_SCALE", "1.0"]
+    assert _run(weights, [photo], tmp_path / "out", opts=native) == 0
+    assert torch.backends.cudnn.benchmark is True
+    assert _run(weights, [photo], tmp_path / "out2", opts=[*native, "CUDNN.BENCHMARK", "False"]) == 0
+    assert torch.backends.cudnn.benchmark is False
+
+
+def test_device_without_a_gpu_is_one_line(weights, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    photo = tmp_path / "a.jpg"
+    _write_rgb(photo, np.zeros((40, 60, 3), np.uint8))
+    argv = ["--cfg", str(DEMO_CFG), "--input", str(photo), "--output", str(tmp_path / "o"),
+            "--device", "cuda", "TEST.MODEL_FILE", str(weights)]
+    assert predict.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "error: --device cuda: no CUDA GPU is visible on this machine; use --device cpu"

@@ -58,6 +58,16 @@ def test_resume_after_epoch_one_gives_the_same_weights(tiny_data, tmp_path, monk
     assert ca["epoch"] == cb["epoch"] == 2 and ca["best_mIoU"] == cb["best_mIoU"]
     assert ca["metrics"] == cb["metrics"]
 
+    # TRAIN.STOP_AFTER_EPOCH: the same stop on purpose (the schedule stays the 2-epoch one)
+    stop = tmp_path / "stop"
+    opts = tiny_opts(tiny_data, stop, "TRAIN.STOP_AFTER_EPOCH", "1")
+    assert trainer.main(["--cfg", str(DEMO_CFG), *opts]) == 0
+    assert load_file(out_dir(stop) / "checkpoint.pth.tar")["epoch"] == 1
+    assert not (out_dir(stop) / "final_state.pth").exists()
+    assert trainer.main(["--cfg", str(DEMO_CFG), *opts, "TRAIN.RESUME", "True"]) == 0
+    c = load_file(out_dir(stop) / "final_state.pth")
+    assert all(torch.equal(a[key], c[key]) for key in a)
+
 
 def test_nan_loss_stops_and_keeps_saved_files(tiny_data, tmp_path, monkeypatch, caplog):
     import lib.core.criterion as criterion_module

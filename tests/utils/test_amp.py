@@ -72,3 +72,28 @@ def test_to_device_makes_images_channels_last_and_leaves_labels():
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(out, images)
     assert to_device(labels, "cpu", channels_last=True).dim() == 3
+
+
+def test_emulated_bf16_on_an_old_gpu_falls_back_to_fp32(monkeypatch):
+    # V100 / T4: torch.cuda.is_bf16_supported() is True by emulation, False natively
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(
+        torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation
+    )
+    assert amp.bf16_supported("cuda") is False
+    assert autocast_dtype("bf16", "cuda") is None
+
+
+def test_resolve_device_names_what_is_wrong(monkeypatch):
+    assert amp.resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="expected cpu, cuda or cuda:N"):
+        amp.resolve_device("gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert amp.resolve_device("") == torch.device("cpu")
+    with pytest.raises(ValueError, match="no CUDA GPU is visible"):
+        amp.resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert amp.resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match="only 2 CUDA GPU"):
+        amp.resolve_device("cuda:2")
