@@ -144,6 +144,8 @@ class PredictReport:
     metrics: dict | None = None  # wire scores over every labelled photo done so far
     seconds: float = 0.0  # wall time of the run
     peak_gpu_mb: float | None = None  # torch.cuda.max_memory_allocated over the run (CUDA only)
+    # the same after the first photo predicted: without cuDNN's algorithm search (CUDNN.BENCHMARK)
+    steady_gpu_mb: float | None = None
     device: str = "cpu"
 
     def lines(self) -> list[str]:
@@ -152,7 +154,15 @@ class PredictReport:
             f"skipped {len(self.skipped)} in {self.seconds:.1f} s on {self.device}"
         ]
         if self.peak_gpu_mb is not None:
-            out.append(f"peak GPU memory {self.peak_gpu_mb:.0f} MiB (torch.cuda.max_memory_allocated)")
+            steady = (
+                f", {self.steady_gpu_mb:.0f} MiB after the first photo"
+                if self.steady_gpu_mb is not None
+                else ""
+            )
+            out.append(
+                f"peak GPU memory {self.peak_gpu_mb:.0f} MiB (torch.cuda.max_memory_allocated; "
+                f"the first photo includes cuDNN's algorithm search{steady})"
+            )
         if self.metrics:
             m = self.metrics
             out.append(
@@ -257,6 +267,7 @@ def predict_photos(
     out = Path(out)
     device = next(model.parameters()).device
     report = PredictReport(device=str(device))
+    first_peak = 0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
@@ -279,11 +290,17 @@ def predict_photos(
                 _predict_one(model, cfg, photo, rel, out, label_path, label_dilate, device)
             )
             report.predicted.append(rel)
+            if device.type == "cuda":
+                if len(report.predicted) == 1:
+                    first_peak = torch.cuda.max_memory_allocated(device)
+                    torch.cuda.reset_peak_memory_stats(device)
+                else:
+                    report.steady_gpu_mb = torch.cuda.max_memory_allocated(device) / 2**20
         except DecodeError as err:
             logger.warning("skipped: %s", err)
             report.skipped.append(str(err))
     report.metrics = _write_totals(out, summaries)
     report.seconds = time.perf_counter() - start
-    if device.type == "cuda":
-        report.peak_gpu_mb = torch.cuda.max_memory_allocated(device) / 2**20
+    if device.type == "cuda" and report.predicted:
+        report.peak_gpu_mb = max(first_peak, torch.cuda.max_memory_allocated(device)) / 2**20
     return report

@@ -8,7 +8,8 @@ model): `channels_last`, `bf16` / `fp16` (autocast), `bn folded` (inference only
 `compile` (`torch.compile`). A variant that cannot run here gives a row with `skipped` set to
 the reason instead of numbers.
 
-Peak memory: on CUDA `torch.cuda.max_memory_allocated`; on CPU the process's peak resident set
+Peak memory: on CUDA `torch.cuda.max_memory_allocated` over the timed calls (the first call's,
+with cuDNN's algorithm search when CUDNN.BENCHMARK is on, is `first_call_peak_mem_mb`); on CPU the process's peak resident set
 (VmHWM in /proc/self/status), reset before each row by writing 5 to /proc/self/clear_refs and
 read after that row's warm-up. Variants prepared earlier stay resident (they are timed in turns
 later), so `rss_base_mb`, the resident size before the row's first call, is reported alongside.
@@ -311,14 +312,23 @@ def measure(factories: list[tuple[str, Callable[[], Case]]], runs: int, warmup: 
                 rows[name].update(_agreement(out, reference))
         cases.append(case)
     times: dict[str, list[float]] = {case.variant: [] for case in cases}
+    steady: dict[str, float] = {}
     for _ in range(max(1, runs)):
         for case in cases:
+            cuda = case.device.type == "cuda"
+            if cuda:  # steady-state peak: the first call's includes cuDNN's algorithm search
+                memory.reset()
             start = time.perf_counter()
             case.step()
             _sync(case.device)
             times[case.variant].append(time.perf_counter() - start)
+            if cuda:
+                steady[case.variant] = max(steady.get(case.variant, 0.0), memory.peak_mb())
     for case in cases:
         extra = rows[case.variant]
+        if case.variant in steady:
+            extra["first_call_peak_mem_mb"] = extra["peak_mem_mb"]
+            extra["peak_mem_mb"] = steady[case.variant]
         rows[case.variant] = _row(case.variant, case.images, times[case.variant],
                                   extra.pop("peak_mem_mb"), **extra)
     return [rows[name] for name, _ in factories]
