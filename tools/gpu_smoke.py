@@ -251,6 +251,7 @@ def steps(smoke: Smoke, args, out: Path, nproc: int, native_bf16: bool, amp: str
         from lib.utils.benchmark import write_test_photo
 
         photos = out / "photos"
+        photos.mkdir(parents=True, exist_ok=True)
         photo = write_test_photo(photos / "a_5472x3078.jpg", 3078, 5472)
         (photos / "b_5472x3078.jpg").write_bytes(photo.read_bytes())
         rc, text, s = smoke.run("predict", python(
