@@ -111,6 +111,8 @@ _C.TEST.TILE_BATCH = 4  # (ours) tiles per forward pass in tools/predict.py
 _C.TEST.TILE_SCALE = 1.0  # (ours) tools/predict.py runs at this fraction of native size (times SCALE_LIST)
 _C.TEST.WIRE_CLASSES = []  # (ours) class ids scored by wire P/R/F1 + clDice; empty: [1] for daodixian_seg
 _C.TEST.WIRE_TOLERANCE = 0.0075  # (ours) wire metric tolerance: < 1 fraction of the diagonal, >= 1 pixels
+_C.TEST.WIRE_THRESHOLD = 0.0  # (ours) wire where P(wire) >= this; 0: picked file or argmax; -1: argmax
+_C.TEST.SAVE_PROB = False  # (ours) test.py / predict.py also write 8-bit wire probability PNGs (probs/)
 
 _C.DEBUG = CN()
 _C.DEBUG.DEBUG = False  # kept from the official schema

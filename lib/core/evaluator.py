@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from lib.config import config_name, get_config
 from lib.core.function import metrics_table, testval
+from lib.core.thresholds import resolve_threshold
 from lib.core.trainer import limit
 from lib.core.wire_metrics import wire_metrics_from_cfg
 from lib.utils.amp import configure_backends
@@ -39,8 +40,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_intermixed_args(argv)
 
 
-def evaluate(cfg, name: str, local_rank: int = -1, save: bool = True) -> dict | None:
-    """Run tools/test.py's work; returns the metrics (labelled list) or None (predictions only)."""
+def evaluate(
+    cfg, name: str, local_rank: int = -1, save: bool = True, sweep=None
+) -> dict | None:
+    """Run tools/test.py's work; returns the metrics (labelled list) or None (predictions only).
+
+    `sweep` (a lib.core.thresholds.ThresholdSweep) also collects wire P/R per threshold.
+    """
     from lib.datasets import build_dataset
     from lib.datasets.palette import POWERLINE_ID_VALUES, palette_for
     from lib.models import get_seg_model, load_weights
@@ -54,6 +60,10 @@ def evaluate(cfg, name: str, local_rank: int = -1, save: bool = True) -> dict | 
     logger.info("%s", info.describe())
 
     model_file = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else out_dir / "final_state.pth"
+    threshold, source = resolve_threshold(cfg, model_file)
+    wire = wire_metrics_from_cfg(cfg)
+    if threshold > 0:
+        logger.info("wire where P(wire) >= %.4g (%s)", threshold, source)
     model = get_seg_model(cfg, load_pretrained=False)
     load_weights(model, model_file, strict=True)
     if info.is_main:
@@ -89,11 +99,16 @@ def evaluate(cfg, name: str, local_rank: int = -1, save: bool = True) -> dict | 
         save_dir=save_dir,
         palette=palette_for(cfg.DATASET.DATASET, cfg.DATASET.NUM_CLASSES),
         id_values=POWERLINE_ID_VALUES if cfg.DATASET.DATASET == "daodixian_seg" else None,
-        wire_metrics=wire_metrics_from_cfg(cfg),
+        wire_metrics=wire,
+        wire_threshold=threshold,
+        wire_classes=wire.wire_classes if wire is not None else (1,),
+        save_prob=cfg.TEST.SAVE_PROB,
+        sweep=sweep,
     )
-    if info.is_main and metrics is not None:
+    if info.is_main and metrics is not None and sweep is None:
         metrics["model_file"] = str(model_file)
         metrics["test_set"] = cfg.DATASET.TEST_SET
+        metrics["wire_threshold"] = threshold if threshold > 0 else "argmax"
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=2))
     if info.is_main and save_dir is not None:

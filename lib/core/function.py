@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from lib.core.inference import multi_scale_inference
 from lib.core.metrics import ConfusionMatrix
+from lib.core.thresholds import ThresholdSweep, decide, probability_png, wire_probability
 from lib.core.wire_metrics import WireMetrics
 from lib.utils.amp import autocast, autocast_dtype
 from lib.utils.distributed import (
@@ -255,6 +256,12 @@ def _save_prediction(pred: np.ndarray, name: str, save_dir: Path, palette, id_va
         save_id_png(pred, save_dir / "ids" / f"{name}.png", id_values)
 
 
+def _save_probability(prob: torch.Tensor, name: str, save_dir: Path) -> None:
+    from lib.datasets.palette import save_id_png  # as _save_prediction: datasets load lazily
+
+    save_id_png(probability_png(prob), save_dir / "probs" / f"{name}.png", None)
+
+
 @torch.no_grad()
 def testval(
     model: nn.Module,
@@ -275,6 +282,10 @@ def testval(
     palette: Sequence[Sequence[int]] | None = None,
     id_values: Sequence[int] | None = None,
     wire_metrics: WireMetrics | None = None,
+    wire_threshold: float = 0.0,
+    wire_classes: Sequence[int] = (1,),
+    save_prob: bool = False,
+    sweep: ThresholdSweep | None = None,
 ) -> dict | None:
     """Official multi-scale (+flip) inference over `loader` (batch size 1).
 
@@ -282,6 +293,10 @@ def testval(
     without, returns None. With `save_dir`, writes `<name>.png` palette predictions and, when
     `id_values` is given, `ids/<name>.png` raw-id PNGs (power lines: 0/255). `channels_last`
     (MODEL.CHANNELS_LAST) gives the network channels_last inputs, as training and validation do.
+
+    Decisions: argmax (official) unless `wire_threshold` > 0, where P(wire classes) >= threshold
+    makes a wire pixel (lib/core/thresholds.py). `save_prob` adds `probs/<name>.png`, P(wire) in
+    8 bits. `sweep` (a ThresholdSweep) collects wire P/R for many thresholds at once.
     """
     net = unwrap(model).eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -313,15 +328,24 @@ def testval(
                     pred = F.interpolate(
                         pred, label.shape[-2:], mode="bilinear", align_corners=align_corners
                     )
-                cm.update_from_logits(label, pred)
+            ids = decide(pred[0], wire_threshold, wire_classes)  # argmax when threshold <= 0
+            if cm is not None:
+                cm.update(label, ids[None])
                 if wire_metrics is not None:
-                    wire_metrics.update(pred[0].argmax(0), label[0])
+                    wire_metrics.update(ids, label[0])
+                if sweep is not None:
+                    sweep.update(wire_probability(pred[0], wire_classes), label[0])
             if save_dir is not None:
-                ids = pred[0].argmax(0).cpu().numpy()
-                _save_prediction(ids, names[k], save_dir, palette, id_values)
+                _save_prediction(ids.cpu().numpy(), names[k], save_dir, palette, id_values)
+                if save_prob:
+                    _save_probability(wire_probability(pred[0], wire_classes), names[k], save_dir)
     if cm is None:
         return None
     cm.reduce_from_all_processes()
+    if sweep is not None:
+        counts = torch.from_numpy(sweep.counts)
+        all_reduce_sum(counts)
+        sweep.counts = counts.numpy()
     result = cm.compute()
     result["confusion_matrix"] = cm.mat.cpu().tolist()
     if wire_metrics is not None:  # (ours) tolerant wire P/R/F1 and clDice

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from lib.core.thresholds import resolve_threshold
 from lib.core.tiling import tiled_predict
 from lib.core.vectorize import count_segments, platform_entry, write_preannotations
 from lib.core.wire_metrics import COUNT_NAMES, WireMetrics, scores_from_counts
@@ -177,14 +178,28 @@ def _summary_path(out: Path, rel: str) -> Path:
 
 
 def _predict_one(
-    model, cfg, photo: Path, rel: str, out: Path, label_path: Path | None, label_dilate: int, device
+    model,
+    cfg,
+    photo: Path,
+    rel: str,
+    out: Path,
+    label_path: Path | None,
+    label_dilate: int,
+    device,
+    threshold: float = 0.0,
 ) -> dict:
     start = time.perf_counter()
     rgb = decode_image(photo)
-    ids = tiled_predict(model, rgb, **tiling_kwargs(cfg))
     wire = _wire_classes(cfg)
+    result = tiled_predict(
+        model, rgb, wire_threshold=threshold, wire_classes=wire,
+        return_prob=cfg.TEST.SAVE_PROB, **tiling_kwargs(cfg),
+    )
+    ids, prob = result if cfg.TEST.SAVE_PROB else (result, None)
     stem = str(Path(rel).with_suffix(""))
     _atomic(out / "masks" / f"{stem}.png", lambda p: save_id_png(ids, p))
+    if cfg.TEST.SAVE_PROB:
+        _atomic(out / "probs" / f"{stem}.png", lambda p: save_id_png(prob, p))
     palette = palette_for(cfg.DATASET.DATASET, cfg.DATASET.NUM_CLASSES)
     picture = overlay(rgb, ids, palette, boxes=region_boxes(ids, wire, min_area=200))
     _atomic(out / "overlays" / f"{stem}.jpg", lambda p: _write_jpeg(p, picture))
@@ -267,6 +282,9 @@ def predict_photos(
     out = Path(out)
     device = next(model.parameters()).device
     report = PredictReport(device=str(device))
+    threshold, source = resolve_threshold(cfg)
+    if threshold > 0:
+        logger.info("wire where P(wire) >= %.4g (%s)", threshold, source)
     first_peak = 0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -287,7 +305,9 @@ def predict_photos(
             label_path = candidate if candidate.is_file() else None
         try:
             summaries.append(
-                _predict_one(model, cfg, photo, rel, out, label_path, label_dilate, device)
+                _predict_one(
+                    model, cfg, photo, rel, out, label_path, label_dilate, device, threshold
+                )
             )
             report.predicted.append(rel)
             if device.type == "cuda":

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.core.inference import predict
+from lib.core.thresholds import decide, probability_png, wire_probability
 from lib.datasets.base import MEAN, STD
 
 __all__ = [
@@ -188,9 +189,28 @@ def class_argmax(scores: torch.Tensor) -> torch.Tensor:
     return labels
 
 
-def tiled_predict(model: nn.Module, image: np.ndarray, **kwargs) -> np.ndarray:
-    """(H, W) uint8 class ids of an RGB uint8 (H, W, 3) photo, in bounded memory."""
+def tiled_predict(
+    model: nn.Module,
+    image: np.ndarray,
+    *,
+    wire_threshold: float = 0.0,
+    wire_classes: Sequence[int] = (1,),
+    return_prob: bool = False,
+    **kwargs,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """(H, W) uint8 class ids of an RGB uint8 (H, W, 3) photo, in bounded memory.
+
+    Argmax unless `wire_threshold` > 0 (see lib/core/thresholds.py). With `return_prob`, also
+    the (H, W) uint8 wire probability (255 = 1.0).
+    """
     labels = np.empty(image.shape[:2], np.uint8)
+    prob = np.empty(image.shape[:2], np.uint8) if return_prob else None
     for y0, scores in iter_tiled_rows(model, image, **kwargs):
-        labels[y0 : y0 + scores.shape[1]] = class_argmax(scores).cpu().numpy()
-    return labels
+        rows = slice(y0, y0 + scores.shape[1])
+        if wire_threshold > 0:
+            labels[rows] = decide(scores, wire_threshold, wire_classes).to(torch.uint8).cpu().numpy()
+        else:
+            labels[rows] = class_argmax(scores).cpu().numpy()
+        if prob is not None:
+            prob[rows] = probability_png(wire_probability(scores, wire_classes))
+    return (labels, prob) if return_prob else labels

@@ -1,0 +1,173 @@
+"""Wire decisions at a probability threshold, and the threshold that maximises wire F1.
+
+Wire is a rare class, so argmax (the official decision: wire when P(wire) > 0.5 for two
+classes) is rarely the best operating point. Here:
+
+- `wire_probability(scores)`: P(wire) from the exp-logits the inference code returns (summed
+  over scales and flips, as officially; for one scale this is exactly the softmax);
+- `decide(scores, threshold)`: class ids, a wire class where P(wire) >= threshold;
+- `ThresholdSweep`: tolerant wire precision / recall counted for many thresholds at once and
+  summed over images, so the best threshold is a dataset-level one (like ODS for edges);
+- `<weights>.wire_threshold.json` beside the weights: written by tools/pick_threshold.py, read
+  by tools/test.py and tools/predict.py when TEST.WIRE_THRESHOLD is 0 ("auto").
+
+TEST.WIRE_THRESHOLD: 0 = the picked file when there is one, else argmax; -1 = argmax always;
+a value in (0, 1) = that threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lib.core.wire_metrics import distance_to, scores_from_counts, tolerance_pixels
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "wire_probability",
+    "decide",
+    "ThresholdSweep",
+    "threshold_file",
+    "write_threshold",
+    "resolve_threshold",
+    "probability_png",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.02, 0.99, 0.02))
+
+
+def wire_probability(scores: torch.Tensor, wire_classes: Sequence[int] = (1,)) -> torch.Tensor:
+    """(C, H, W) non-negative class scores (exp-logits) -> (H, W) float32 P(any wire class)."""
+    scores = scores.float()
+    total = scores.sum(0).clamp_min(torch.finfo(torch.float32).tiny)
+    return scores[list(wire_classes)].sum(0) / total
+
+
+def decide(
+    scores: torch.Tensor, threshold: float = 0.0, wire_classes: Sequence[int] = (1,)
+) -> torch.Tensor:
+    """(C, H, W) scores -> (H, W) int64 class ids.
+
+    threshold <= 0: argmax (the official decision). Otherwise pixels with P(wire) >= threshold
+    take the most likely wire class and the others the most likely non-wire class.
+    """
+    if threshold <= 0:
+        return scores.argmax(0)
+    wire = list(wire_classes)
+    others = [c for c in range(scores.shape[0]) if c not in wire]
+    is_wire = wire_probability(scores, wire) >= threshold
+    best_wire = torch.as_tensor(wire, device=scores.device)[scores[wire].argmax(0)]
+    if not others:
+        return best_wire
+    best_other = torch.as_tensor(others, device=scores.device)[scores[others].argmax(0)]
+    return torch.where(is_wire, best_wire, best_other)
+
+
+def probability_png(prob: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(H, W) probabilities in [0, 1] -> uint8 0..255 (what the probs/ PNGs hold)."""
+    prob = prob.detach().cpu().numpy() if isinstance(prob, torch.Tensor) else np.asarray(prob)
+    return np.clip(np.rint(prob * 255.0), 0, 255).astype(np.uint8)
+
+
+class ThresholdSweep:
+    """Tolerant wire P/R counts for every threshold, summed over images (dataset level).
+
+    update(prob, label): prob (H, W) P(wire); label (H, W) class ids with `ignore_label`.
+    """
+
+    def __init__(
+        self,
+        thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+        wire_classes: Sequence[int] = (1,),
+        tolerance: float = 0.0075,
+        ignore_label: int = 255,
+    ) -> None:
+        self.thresholds = [float(t) for t in thresholds]
+        if not self.thresholds or not all(0 < t < 1 for t in self.thresholds):
+            raise ValueError("thresholds must lie strictly between 0 and 1")
+        self.wire_classes = tuple(int(c) for c in wire_classes)
+        self.tolerance = float(tolerance)
+        self.ignore_label = ignore_label
+        # per threshold: pred_hit, pred, label_hit, label (the first four wire counts)
+        self.counts = np.zeros((len(self.thresholds), 4), np.int64)
+        self.images = 0
+
+    def update(self, prob: torch.Tensor | np.ndarray, label: torch.Tensor | np.ndarray) -> None:
+        prob = prob.detach().cpu().numpy() if isinstance(prob, torch.Tensor) else np.asarray(prob)
+        label = label.cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
+        prob, label = prob.squeeze(), label.squeeze()
+        if prob.shape != label.shape:
+            raise ValueError(f"probability map is {prob.shape} but the label is {label.shape}")
+        valid = label != self.ignore_label
+        wire = np.isin(label, self.wire_classes) & valid
+        d = tolerance_pixels(self.tolerance, *label.shape)
+        near_label = distance_to(wire) <= d
+        for k, t in enumerate(self.thresholds):
+            pred = (prob >= t) & valid
+            self.counts[k] += (
+                int(near_label[pred].sum()),
+                int(pred.sum()),
+                int((distance_to(pred)[wire] <= d).sum()),
+                int(wire.sum()),
+            )
+        self.images += 1
+
+    def scores(self) -> list[dict]:
+        """One dict per threshold: threshold, precision, recall, f1."""
+        rows = []
+        for t, c in zip(self.thresholds, self.counts):
+            s = scores_from_counts([*c.tolist(), 0, 0, 0, 0])
+            rows.append({"threshold": t, **{k: s[k] for k in ("precision", "recall", "f1")}})
+        return rows
+
+    def best(self) -> dict:
+        """The row with the highest F1 (the lowest threshold among equals)."""
+        return max(self.scores(), key=lambda r: (r["f1"], -r["threshold"]))
+
+
+def threshold_file(model_file: str | Path) -> Path:
+    """Where the picked threshold of a weights file lives: `<weights>.wire_threshold.json`."""
+    model_file = Path(model_file)
+    return model_file.with_name(model_file.name + ".wire_threshold.json")
+
+
+def write_threshold(model_file: str | Path, record: dict) -> Path:
+    """Write `record` (with its "threshold") beside the weights, atomically; returns the path."""
+    path = threshold_file(model_file)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def resolve_threshold(cfg, model_file: str | Path | None = None) -> tuple[float, str]:
+    """(threshold, where it came from) for TEST.WIRE_THRESHOLD and the weights file.
+
+    Returns 0.0 for argmax. A damaged threshold file is an error naming it.
+    """
+    value = float(cfg.TEST.WIRE_THRESHOLD)
+    if value < 0:
+        return 0.0, "TEST.WIRE_THRESHOLD < 0: argmax"
+    if value >= 1:
+        raise ValueError(f"TEST.WIRE_THRESHOLD is {value}; use a value in (0, 1), 0 or -1")
+    if value > 0:
+        return value, "TEST.WIRE_THRESHOLD"
+    model_file = model_file or cfg.TEST.MODEL_FILE
+    if model_file and threshold_file(model_file).is_file():
+        path = threshold_file(model_file)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            threshold = float(record["threshold"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}: not a wire threshold file ({err})") from None
+        if not 0 < threshold < 1:
+            raise ValueError(f"{path}: threshold {threshold} is not in (0, 1)")
+        return threshold, str(path)
+    return 0.0, "argmax"
