@@ -3,18 +3,66 @@
     python tools_jss/make_lists.py --root data/daodixian_seg --images train/images \
         --labels train/annotations --out data/list/daodixian_seg/train.lst
     python tools_jss/make_lists.py --root data/cityscapes --cityscapes val --out data/list/cityscapes/val.lst
+    python tools_jss/make_lists.py --folds 5 --from-list data/list/daodixian_seg/all.lst \
+        --out data/list/daodixian_seg/folds
+
+K folds (--folds K --from-list LIST): the lines of LIST sorted by image path (as text) are cut
+into K contiguous blocks of equal size (+-1); fold k (1..K) validates on block k and trains on
+the others: <out>/fold<k>_train.lst and <out>/fold<k>_val.lst, plus <out>/folds.json. The
+split depends only on the names, so it is the same on every machine and every run.
+tools/cross_validate.py trains and scores every fold.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from lib.datasets.lists import cityscapes_rows, pair_folders, write_list
+from lib.datasets.lists import cityscapes_rows, pair_folders, parse_line, write_list
+
+
+def fold_lines(lines: list[str], k: int) -> list[list[str]]:
+    """The K validation blocks of `lines` (sorted by image path, contiguous, sizes differ by
+    at most one)."""
+    if k < 2:
+        raise ValueError(f"--folds {k}: need at least 2 folds")
+    if len(lines) < k:
+        raise ValueError(f"{len(lines)} photos cannot make {k} folds")
+    ordered = sorted(lines, key=lambda line: parse_line(line)[0])
+    n = len(ordered)
+    return [ordered[i * n // k : (i + 1) * n // k] for i in range(k)]
+
+
+def write_folds(list_file: Path, k: int, out: Path) -> list[dict]:
+    """Write fold<k>_train.lst / fold<k>_val.lst (+ folds.json) under `out`; returns the folds."""
+    try:
+        text = list_file.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ValueError(f"{list_file}: cannot read list file ({err.strerror or err})") from None
+    lines = [ln.rstrip("\r\n") for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    blocks = fold_lines(lines, k)
+    out.mkdir(parents=True, exist_ok=True)
+    folds = []
+    for i, block in enumerate(blocks, start=1):
+        val = set(block)
+        train = [ln for b in blocks for ln in b if ln not in val]
+        (out / f"fold{i}_train.lst").write_text("".join(ln + "\n" for ln in train), "utf-8")
+        (out / f"fold{i}_val.lst").write_text("".join(ln + "\n" for ln in block), "utf-8")
+        folds.append({"fold": i, "train": len(train), "val": len(block),
+                      "val_photos": [parse_line(ln)[0] for ln in block]})
+    (out / "folds.json").write_text(
+        json.dumps({"source": str(list_file), "folds": folds}, indent=2), "utf-8"
+    )
+    return folds
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--folds" in argv or any(a.startswith("--folds=") for a in argv):
+        return folds_main(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--root", type=Path, required=True, help="dataset root; list paths are relative to it"
@@ -48,6 +96,22 @@ def main(argv: list[str] | None = None) -> int:
     for path in unmatched[:20]:
         print(f"  no label: {path}")
     return 1 if unmatched else 0
+
+
+def folds_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="Cut a list file into K cross-validation folds")
+    parser.add_argument("--folds", type=int, required=True, help="number of folds K (>= 2)")
+    parser.add_argument("--from-list", type=Path, required=True, help="the list file to cut")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the fold lists")
+    args = parser.parse_args(argv)
+    try:
+        folds = write_folds(args.from_list, args.folds, args.out)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    sizes = ", ".join(f"fold {f['fold']}: {f['train']} train / {f['val']} val" for f in folds)
+    print(f"wrote {len(folds)} folds to {args.out} ({sizes})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,72 @@
+"""K-fold lists (tools_jss/make_lists.py --folds) and tools/cross_validate.py end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lib.datasets.lists import parse_line
+from tests.tools.conftest import DEMO_CFG, tiny_opts
+from tools import cross_validate
+from tools_jss import make_lists
+
+
+def _all_list(tiny_data):
+    lists = tiny_data / "list" / "daodixian_seg"
+    lines = [ln for f in ("train.lst", "val.lst") for ln in (lists / f).read_text().splitlines()
+             if ln.strip()]
+    path = lists / "all.lst"
+    path.write_text("\n".join(lines) + "\n")
+    return path, lines
+
+
+def test_folds_are_contiguous_blocks_of_the_sorted_names(tiny_data, tmp_path, capsys):
+    path, lines = _all_list(tiny_data)
+    out = tmp_path / "folds"
+    assert make_lists.main(["--folds", "3", "--from-list", str(path), "--out", str(out)]) == 0
+    assert "wrote 3 folds" in capsys.readouterr().out
+    ordered = sorted(parse_line(ln)[0] for ln in lines)
+    vals = [[parse_line(ln)[0] for ln in (out / f"fold{k}_val.lst").read_text().splitlines()]
+            for k in (1, 2, 3)]
+    assert [len(v) for v in vals] == [3, 4, 4] and sum(vals, []) == ordered
+    for k, val in enumerate(vals, start=1):
+        train = [parse_line(ln)[0] for ln in (out / f"fold{k}_train.lst").read_text().splitlines()]
+        assert sorted(train + val) == ordered and not set(train) & set(val)
+    meta = json.loads((out / "folds.json").read_text())
+    assert [f["val_photos"] for f in meta["folds"]] == vals
+    # the same split again, whatever the order of the input list
+    path.write_text("\n".join(reversed(lines)) + "\n")
+    again = tmp_path / "again"
+    assert make_lists.main(["--folds", "3", "--from-list", str(path), "--out", str(again)]) == 0
+    assert (again / "fold2_val.lst").read_text() == (out / "fold2_val.lst").read_text()
+    assert make_lists.main(["--folds", "30", "--from-list", str(path), "--out", str(again)]) == 2
+    assert "11 photos cannot make 30 folds" in capsys.readouterr().err
+
+
+def test_cross_validate_trains_scores_and_reuses_finished_folds(tiny_data, tmp_path, capsys,
+                                                                monkeypatch):
+    path, _ = _all_list(tiny_data)
+    folds = tmp_path / "folds"
+    assert make_lists.main(["--folds", "3", "--from-list", str(path), "--out", str(folds)]) == 0
+    opts = tiny_opts(tiny_data, tmp_path, "TRAIN.END_EPOCH", "1")
+    argv = ["--cfg", str(DEMO_CFG), "--folds", str(folds), *opts]
+    assert cross_validate.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "worst" in printed and "over 3 folds" in printed
+    summary = json.loads((tmp_path / "output" / "daodixian_seg"
+                          / f"{DEMO_CFG.stem}_cv.json").read_text())
+    f1 = [summary["folds"][str(k)]["f1"] for k in (1, 2, 3)]
+    assert summary["mean"]["f1"] == pytest.approx(sum(f1) / 3)
+    assert summary["worst"]["f1"] == min(f1)
+    for k in (1, 2, 3):
+        assert (tmp_path / "output" / "daodixian_seg" / f"{DEMO_CFG.stem}_fold{k}"
+                / "final_state.pth").is_file()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished fold was trained again")
+
+    monkeypatch.setattr(cross_validate, "train", no_training)
+    assert cross_validate.main([*argv, "--only", "2"]) == 0
+    assert cross_validate.main([*argv, "--only", "7"]) == 1
+    assert "no fold 7" in capsys.readouterr().err
