@@ -45,6 +45,8 @@ _C.LOSS.OHEMKEEP = 100000  # OHEM minimum number of kept pixels
 _C.LOSS.CLASS_BALANCE = False  # use the dataset's class weights in the loss
 _C.LOSS.BALANCE_WEIGHTS = [1.0]  # weight of each output, in the model's output order
 _C.LOSS.OHEM_AUX_MEAN = "official"  # (ours) aux term under OHEM: official | weighted
+_C.LOSS.SKELETON_RECALL = 0.0  # (ours) weight of a wire skeleton-recall term on the main output (0: off)
+_C.LOSS.SKELETON_ITERS = 3  # (ours) soft-skeleton iterations of that term (half the widest wire, in px)
 
 _C.DATASET = CN()
 _C.DATASET.ROOT = "data/"  # root that list-file paths are relative to (with the dataset name)

@@ -113,7 +113,70 @@ class OhemCrossEntropy(SegmentationLoss):
         return hard.mean()
 
 
-def build_criterion(cfg, class_weights: torch.Tensor | None = None) -> SegmentationLoss:
+def soft_skeleton(mask: torch.Tensor, iters: int = 3) -> torch.Tensor:
+    """Soft morphological skeleton of a (N, 1, H, W) mask in [0, 1] (3x3 min/max pooling).
+
+    Each round erodes the mask and keeps what an opening would remove, so lines up to about
+    2 * iters + 1 pixels wide reduce to their centre line.
+    """
+
+    def erode(x):
+        return -F.max_pool2d(-x, 3, 1, 1)
+
+    def dilate(x):
+        return F.max_pool2d(x, 3, 1, 1)
+
+    skeleton = F.relu(mask - dilate(erode(mask)))
+    for _ in range(iters):
+        mask = erode(mask)
+        delta = F.relu(mask - dilate(erode(mask)))
+        skeleton = skeleton + F.relu(delta - skeleton * delta)
+    return skeleton
+
+
+class SkeletonRecall(nn.Module):
+    """`loss + weight * (1 - recall of the labelled wires' skeleton)`, recall measured with the
+    predicted wire probability, on the main output only.
+
+    A thin wire has few pixels, so cross-entropy barely notices a missed stretch; on the
+    skeleton every stretch weighs the same, whatever its width.
+    """
+
+    def __init__(self, base: SegmentationLoss, weight: float, wire_classes: Sequence[int] = (1,),
+                 iters: int = 3):
+        super().__init__()
+        self.base = base
+        self.skeleton_weight = float(weight)
+        self.wire_classes = list(wire_classes)
+        self.iters = iters
+
+    @property
+    def balance_weights(self):
+        return self.base.balance_weights
+
+    @property
+    def weight(self):  # the class weights (saved as loss.criterion.weight)
+        return self.base.weight
+
+    def term(self, score, target, is_main):
+        return self.base.term(score, target, is_main)
+
+    def forward(self, outputs, target: torch.Tensor) -> torch.Tensor:
+        loss = self.base(outputs, target)
+        main = _resize_to(_as_list(outputs)[-1].float(), target, self.base.align_corners)
+        valid = target != self.base.ignore_label
+        wire = torch.zeros_like(target, dtype=torch.bool)
+        for c in self.wire_classes:
+            wire |= target == c
+        with torch.no_grad():
+            skeleton = soft_skeleton((wire & valid).float().unsqueeze(1), self.iters).squeeze(1)
+        prob = F.softmax(main, dim=1)[:, self.wire_classes].sum(1)
+        found = (prob * skeleton).sum() / skeleton.sum().clamp_min(1.0)
+        has_wire = (skeleton.sum() > 0).float()  # no wire in the batch: no term
+        return loss + self.skeleton_weight * has_wire * (1.0 - found)
+
+
+def build_criterion(cfg, class_weights: torch.Tensor | None = None) -> nn.Module:
     """The loss `cfg.LOSS` asks for; `class_weights` usually come from the training dataset."""
     common = dict(ignore_label=cfg.TRAIN.IGNORE_LABEL, balance_weights=cfg.LOSS.BALANCE_WEIGHTS,
                   class_weights=class_weights, align_corners=cfg.MODEL.ALIGN_CORNERS)
@@ -121,6 +184,11 @@ def build_criterion(cfg, class_weights: torch.Tensor | None = None) -> Segmentat
         raise ValueError(f"LOSS.BALANCE_WEIGHTS {list(cfg.LOSS.BALANCE_WEIGHTS)} needs one weight "
                          f"per model output (MODEL.NUM_OUTPUTS = {cfg.MODEL.NUM_OUTPUTS})")
     if cfg.LOSS.USE_OHEM:
-        return OhemCrossEntropy(**common, thresh=cfg.LOSS.OHEMTHRES, min_kept=cfg.LOSS.OHEMKEEP,
+        loss = OhemCrossEntropy(**common, thresh=cfg.LOSS.OHEMTHRES, min_kept=cfg.LOSS.OHEMKEEP,
                                 aux_mean=cfg.LOSS.OHEM_AUX_MEAN)
-    return CrossEntropy(**common)
+    else:
+        loss = CrossEntropy(**common)
+    if cfg.LOSS.SKELETON_RECALL > 0:
+        wire = list(cfg.TEST.WIRE_CLASSES) or [1]
+        return SkeletonRecall(loss, cfg.LOSS.SKELETON_RECALL, wire, cfg.LOSS.SKELETON_ITERS)
+    return loss

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from lib.config import get_config
 from lib.core.criterion import CrossEntropy, OhemCrossEntropy, build_criterion
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _data(seed=0):
@@ -75,3 +79,38 @@ def test_build_criterion_checks_balance_weights_and_picks_ohem():
     assert torch.equal(crit.weight, torch.tensor([1.0, 2.0]))
     with pytest.raises(ValueError, match="OHEM_AUX_MEAN"):
         build_criterion(get_config(None, ["LOSS.USE_OHEM", "True", "LOSS.OHEM_AUX_MEAN", "median"]))
+
+
+def test_soft_skeleton_thins_a_wide_line_to_its_centre():
+    from lib.core.criterion import soft_skeleton
+
+    mask = torch.zeros(1, 1, 20, 30)
+    mask[0, 0, :, 10:15] = 1  # 5 px wide, columns 10..14
+    skel = soft_skeleton(mask, iters=3)[0, 0]
+    cols = skel[5:15].nonzero()[:, 1].unique().tolist()
+    assert cols == [12]  # the centre column, away from the ends
+    assert skel.max() <= 1.0 and skel[mask[0, 0] == 0].abs().max() == 0
+
+
+def test_skeleton_recall_term_is_opt_in_and_rewards_found_wires():
+    from lib.core.criterion import SkeletonRecall
+
+    cfg_file = REPO / "experiments" / "daodixian_seg" / "seg_hrnet_ocr_w18_small_v1_demo.yaml"
+    assert isinstance(build_criterion(get_config(cfg_file)), CrossEntropy)  # official default
+    crit = build_criterion(get_config(cfg_file, ["LOSS.SKELETON_RECALL", "2.0"]))
+    assert isinstance(crit, SkeletonRecall)
+    target = torch.zeros(1, 16, 16, dtype=torch.long)
+    target[0, :, 7:9] = 1
+    good = torch.zeros(1, 2, 16, 16)
+    good[:, 1] = (target == 1).float() * 20 - 10
+    good[:, 0] = -good[:, 1]
+    bad = -good
+    base = crit.base
+    assert crit([good * 0.1, good], target) - base([good * 0.1, good], target) < 1e-3
+    bad_gap = crit([bad * 0.1, bad], target) - base([bad * 0.1, bad], target)
+    assert bad_gap == pytest.approx(2.0, abs=1e-3)
+    no_wire = torch.zeros_like(target)
+    assert crit([bad, bad], no_wire) == base([bad, bad], no_wire)
+    x = good.clone().requires_grad_(True)
+    crit([x * 0.1, x], target).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
