@@ -92,6 +92,12 @@ _C.TRAIN.NUM_SAMPLES = 0  # use only the first N training samples (0: all)
 _C.TRAIN.AMP = ""  # (ours) autocast dtype: "" (fp32) | bf16 | fp16 (with a grad scaler)
 _C.TRAIN.PERSISTENT_WORKERS = True  # (ours) keep loader workers alive between epochs
 _C.TRAIN.EVAL_INTERVAL = 1  # (ours) validate every N epochs and after the last one
+_C.TRAIN.AUG_ROTATE = 0.0  # (ours) random rotation of the crop up to +- this many degrees (180: any)
+_C.TRAIN.AUG_COLOR_JITTER = 0.0  # (ours) colour jitter strength (brightness, contrast, saturation)
+_C.TRAIN.AUG_BLUR = 0.0  # (ours) probability of a Gaussian blur of the crop
+_C.TRAIN.AUG_NOISE = 0.0  # (ours) probability of Gaussian noise on the crop
+_C.TRAIN.AUG_JPEG = 0.0  # (ours) probability of JPEG re-encoding the crop (quality 30-90)
+_C.TRAIN.AUG_PASTE_WIRES = 0.0  # (ours) probability of pasting generated wires (label updated)
 _C.TRAIN.STOP_AFTER_EPOCH = 0  # (ours) stop once epoch N is saved, schedule unchanged (0: never)
 
 _C.TEST = CN()
