@@ -1,11 +1,19 @@
-"""Polygon annotations (platform / labelme / cityscapes JSON) -> label PNGs, split and list files.
+r"""Polygon annotations (platform / labelme / cityscapes JSON) -> label PNGs, split and list files.
 
     python tools_jss/json2lableImg_jss.py --input export.json --images photos/ \
         --out data/daodixian_seg --list-dir data/list/daodixian_seg
 
 Writes <out>/<split>/images, <out>/<split>/annotations and <list-dir>/<split>.lst (paths
-relative to --out, the dataset root). Exit status: 0 all written, 1 something skipped,
-2 nothing could be done (bad options, or a bad item under --strict).
+relative to --out, the dataset root; image and label separated by a tab, so photo names may
+hold spaces). A list of an earlier conversion into the same --list-dir that this run does not
+write (val.lst with --val-every 0) is removed, with a line saying so.
+
+Platform coordinates are normalised to [0, 1]; a little outside is clamped. An item with
+coordinates above 2 was exported in pixels: it is drawn in pixels, with one warning line per
+file naming those items. A malformed item is skipped with a line naming the file and item.
+
+Exit status: 0 all written, 1 something skipped, 2 nothing could be done (bad options, or a
+bad item under --strict).
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ from lib.datasets.conversion import (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--input", required=True, nargs="+", type=Path, help="JSON file(s) or folder(s) of them"
     )

@@ -4,7 +4,10 @@ Formats:
 - ``platform``: the annotation platform's export, one file for many images:
   ``{"items": [{"uris": ["<bucket>/<file>.jpeg"], "results": {"polys": [{"poly": [[x, y], ...]}]}}]}``
   with coordinates normalised to [0, 1] (clamped, then scaled by the image's width and height).
-  A poly may carry a ``"label"``; without one it gets the single foreground class.
+  An item whose coordinates go above 2 was exported in pixels: it is drawn in pixels and
+  `ParseResult.warnings` gets one line per file naming such items. A poly may carry a
+  ``"label"``; without one it gets the single foreground class. A malformed item is one error
+  naming the file and item index; the other items are kept.
 - ``labelme``: one file per image, ``shapes`` of polygon / rectangle / line / linestrip /
   circle / point in pixels; lines are drawn `line_width` pixels wide (wires).
 - ``cityscapes``: ``imgWidth``, ``imgHeight``, ``objects`` with ``label`` and ``polygon``;
@@ -45,6 +48,9 @@ __all__ = [
 ]
 
 FORMATS = ("platform", "labelme", "cityscapes")
+# Platform coordinates a little outside [0, 1] are clamped; an item reaching above this is in
+# pixels (normalised ones are never twice the image; pixel shapes are rarely within 2 px).
+PIXEL_LIMIT = 2.0
 _MIN_POINTS = {"polygon": 3, "rectangle": 2, "line": 2, "linestrip": 2, "circle": 2, "point": 1}
 
 
@@ -76,11 +82,13 @@ class ImageAnnotation:
 
 @dataclass
 class ParseResult:
-    """What one file held: good annotations, bad items (errors) and items without results."""
+    """What one file held: good annotations, bad items (errors), items without results, and
+    warnings about items that were read in a way the format does not declare."""
 
     annotations: list[ImageAnnotation] = field(default_factory=list)
     errors: list[AnnotationError] = field(default_factory=list)
     unannotated: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # one line each, naming file and items
 
 
 def load_json(path: str | Path) -> Any:
@@ -135,40 +143,76 @@ def _points(raw: Any, kind: str, where: str) -> np.ndarray:
     return points
 
 
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _platform_shapes(item: Any, where: str) -> tuple[str, list[Shape], str]:
+    """(uri, shapes, where with the image name) of one platform item; no shapes: no results."""
+    if not isinstance(item, dict):
+        raise AnnotationError(f"{where}: item must be an object, got {_type_name(item)}")
+    uris = item.get("uris")
+    if not isinstance(uris, list) or not uris or not isinstance(uris[0], str):
+        raise AnnotationError(f"{where}: 'uris' must be a non-empty list of strings")
+    where = f"{where} ({uris[0].rsplit('/', 1)[-1]})"
+    results = item.get("results")
+    if results is not None and not isinstance(results, dict):
+        raise AnnotationError(f"{where}: 'results' must be an object, got {_type_name(results)}")
+    polys = (results or {}).get("polys")
+    if polys is not None and not isinstance(polys, list):
+        raise AnnotationError(f"{where}: 'polys' must be a list, got {_type_name(polys)}")
+    if not polys:
+        return uris[0], [], where
+    shapes = []
+    for j, poly in enumerate(polys):
+        if not isinstance(poly, dict) or "poly" not in poly:
+            raise AnnotationError(f"{where} poly {j}: missing 'poly'")
+        label = poly.get("label")
+        if label is not None and not isinstance(label, str):
+            raise AnnotationError(
+                f"{where} poly {j}: 'label' must be a string, got {_type_name(label)}"
+            )
+        shapes.append(
+            Shape("polygon", _points(poly["poly"], "polygon", f"{where} poly {j}"), label)
+        )
+    return uris[0], shapes, where
+
+
 def _parse_platform(data: dict, path: Path) -> ParseResult:
     result = ParseResult()
     items = data.get("items")
     if not isinstance(items, list):
         raise AnnotationError(f"{path}: 'items' must be a list")
+    in_pixels = []  # "<index> (<name>)" of items read as pixel coordinates
     for i, item in enumerate(items):
-        where = f"{path} item {i}"
         try:
-            if not isinstance(item, dict):
-                raise AnnotationError(f"{where}: item must be an object")
-            uris = item.get("uris")
-            if not isinstance(uris, list) or not uris or not isinstance(uris[0], str):
-                raise AnnotationError(f"{where}: missing 'uris'")
-            where = f"{path} item {i} ({uris[0].rsplit('/', 1)[-1]})"
-            results = item.get("results")
-            if not results or not results.get("polys"):
-                result.unannotated.append(uris[0])
-                continue
-            shapes = []
-            for j, poly in enumerate(results["polys"]):
-                if not isinstance(poly, dict) or "poly" not in poly:
-                    raise AnnotationError(f"{where} poly {j}: missing 'poly'")
-                shapes.append(
-                    Shape(
-                        "polygon",
-                        _points(poly["poly"], "polygon", f"{where} poly {j}"),
-                        poly.get("label"),
-                    )
-                )
-            result.annotations.append(
-                ImageAnnotation(where, uris[0], shapes, normalised=True, fmt="platform")
-            )
+            uri, shapes, where = _platform_shapes(item, f"{path} item {i}")
         except AnnotationError as err:
             result.errors.append(err)
+            continue
+        except (AttributeError, TypeError, KeyError, ValueError) as err:  # one odd item only
+            result.errors.append(AnnotationError(f"{path} item {i}: unexpected structure ({err})"))
+            continue
+        if not shapes:
+            result.unannotated.append(uri)
+            continue
+        normalised = max(float(shape.points.max()) for shape in shapes) <= PIXEL_LIMIT
+        if not normalised:
+            in_pixels.append(f"{i} ({uri.rsplit('/', 1)[-1]})")
+        result.annotations.append(
+            ImageAnnotation(where, uri, shapes, normalised=normalised, fmt="platform")
+        )
+    if in_pixels:
+        named = ", ".join(in_pixels[:5]) + (
+            f" and {len(in_pixels) - 5} more" if len(in_pixels) > 5 else ""
+        )
+        result.warnings.append(
+            f"{path}: item{'s' if len(in_pixels) > 1 else ''} {named} "
+            f"{'have' if len(in_pixels) > 1 else 'has'} coordinates above {PIXEL_LIMIT:g}, "
+            "not normalised to [0, 1]: read as pixels"
+        )
     return result
 
 

@@ -1,7 +1,8 @@
 """List-file segmentation dataset with the official augmentation (the generic "list" dataset).
 
 A list file holds one sample per line, ``image_path<whitespace>label_path`` (test lists: the
-image only), with paths relative to ``<DATASET.ROOT>/<DATASET.DATASET>``. Subclasses only say
+image only), with paths relative to ``<DATASET.ROOT>/<DATASET.DATASET>``; a line with a tab is
+split on tabs only, so names may hold spaces (`lib.datasets.lists`). Subclasses only say
 how raw label values map to class ids (`label_map`) and which class weights they publish.
 
 Training samples follow the official ``gen_sample``: random scale ``0.5 + randint(0, SF) / 10``
@@ -25,6 +26,7 @@ import torch
 
 from lib.datasets.decode import DecodeError, decode_image, decode_label, image_size, read_bytes
 from lib.datasets.decode import target_size as scaled_size
+from lib.datasets.lists import parse_line
 
 __all__ = ["DatasetError", "ListDataset", "MEAN", "STD"]
 
@@ -34,8 +36,8 @@ MEAN = (0.485, 0.456, 0.406)  # ImageNet, RGB
 STD = (0.229, 0.224, 0.225)
 
 
-
 LABEL_RESAMPLING = {"centre": 0.5, "official": 0.0}  # offset of the nearest label sample
+
 
 class DatasetError(ValueError):
     """A bad list file or sample; the message names the list file, line and path."""
@@ -137,23 +139,35 @@ class ListDataset(torch.utils.data.Dataset):
 
     def _read_list(self) -> tuple[list[dict], bool]:
         try:
-            lines = self.list_path.read_text(encoding="utf-8").splitlines()
-        except OSError as err:
+            text = self.list_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
             raise DatasetError(
-                f"{self.list_path}: cannot read list file ({err.strerror or err})"
+                f"{self.list_path}: cannot read list file ({getattr(err, 'strerror', None) or err})"
             ) from None
         base = self.root
-        items, fields_seen = [], set()
-        for number, line in enumerate(lines, start=1):
-            parts = line.split()
+        items, first = [], None  # first: (line number, field count) of the first sample line
+        # split on "\n" only: str.splitlines also breaks at characters a file name may hold
+        for number, line in enumerate(text.split("\n"), start=1):
+            parts = parse_line(line)
             if not parts or line.lstrip().startswith("#"):
                 continue
             where = f"{self.list_path}:{number}"
             if len(parts) > 2:
+                hint = "" if "\t" in line else " (names with spaces need a tab between the paths)"
                 raise DatasetError(
-                    f"{where}: expected 'image_path label_path' or 'image_path', got {len(parts)} fields: {line.strip()!r}"
+                    f"{where}: expected 'image_path label_path' or 'image_path', got "
+                    f"{len(parts)} fields{hint}: {line.strip()!r}"
                 )
-            fields_seen.add(len(parts))
+            if first is None:
+                first = (number, len(parts))
+            elif len(parts) != first[1]:
+                this, other = (
+                    ("a label path", "none") if len(parts) == 2 else ("no label path", "one")
+                )
+                raise DatasetError(
+                    f"{where}: {this}, but line {first[0]} has {other} "
+                    "(either every line has a label path or none has)"
+                )
             item = {
                 "image": base / parts[0],
                 "label": base / parts[1] if len(parts) == 2 else None,
@@ -165,19 +179,19 @@ class ListDataset(torch.utils.data.Dataset):
             ]
             if missing:
                 message = f"{where}: file not found: {missing[0]}"
+                if "\t" not in line and (base / line.strip()).is_file():
+                    message += f" ({line.strip()!r} is a file: put a tab after a name with spaces)"
                 if not self.skip_bad_samples:
                     raise DatasetError(message)
                 self.bad_samples += 1
                 logger.warning("skipping sample: %s", message)
                 continue
             items.append(item)
-        if len(fields_seen) > 1:
-            raise DatasetError(f"{self.list_path}: some lines have a label path and some do not")
         if not items:
             raise DatasetError(
                 f"{self.list_path}: no samples (empty list file or every line skipped)"
             )
-        return items, fields_seen == {2}
+        return items, first[1] == 2
 
     # ---- samples --------------------------------------------------------------------------
 

@@ -4,10 +4,14 @@ Layout written under `out` (the dataset root, ``<DATASET.ROOT>/<DATASET.DATASET>
 
     <out>/<split>/images/<photo>          copied or linked
     <out>/<split>/annotations/<stem>.png  class ids (or a palette PNG whose indices are ids)
-    <list_dir>/<split>.lst                "<split>/images/<photo> <split>/annotations/<stem>.png"
+    <list_dir>/<split>.lst                "<split>/images/<photo><TAB><split>/annotations/<stem>.png"
 
 Annotated images are sorted by file name and every `val_every`-th one (the 1st, 9th, 17th,
-...) goes to val, so the split depends only on the set of names.
+...) goes to val, so the split depends only on the set of names. List lines are
+tab-separated (`lib.datasets.lists`), so photo names may hold spaces. The lists of one
+conversion replace those of an earlier one as a set: a train, val or unlabeled list that this
+conversion does not write (``val_every=0``, or no image of that split written) is removed when
+it writes any list, so no photo is left in two splits.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from lib.datasets.annotations import AnnotationError, ImageAnnotation, parse_file, rasterise
+from lib.datasets.lists import format_row, write_list
 from lib.datasets.palette import (
     CITYSCAPES_ID_PALETTE,
     POWERLINE_PALETTE,
@@ -73,11 +78,13 @@ class ConvertSummary:
     written: Counter = field(default_factory=Counter)  # split -> images written
     skipped: list[str] = field(default_factory=list)  # one-line reasons
     unannotated: int = 0
+    removed: list[str] = field(default_factory=list)  # one line per stale list file removed
 
     def lines(self) -> list[str]:
         done = ", ".join(f"{split}: {n}" for split, n in sorted(self.written.items())) or "none"
         return [
-            f"images written: {done}; skipped: {len(self.skipped)}; without annotations: {self.unannotated}"
+            f"images written: {done}; skipped: {len(self.skipped)}; without annotations: {self.unannotated}",
+            *self.removed,
         ]
 
 
@@ -202,6 +209,8 @@ def convert(inputs: list[Path], opts: ConvertOptions) -> ConvertSummary:
             continue
         for err in result.errors:
             bad(str(err))
+        for warning in result.warnings:
+            logger.warning("%s", warning)
         found += [(ann, path) for ann in result.annotations]
         summary.unannotated += len(result.unannotated)
         unlabeled += [(uri, path) for uri in result.unannotated]
@@ -218,11 +227,12 @@ def convert(inputs: list[Path], opts: ConvertOptions) -> ConvertSummary:
         named.append((name, ann, path))
     named.sort(key=lambda t: t[0])
 
-    lists: dict[str, list[str]] = {}
+    lists: dict[str, list[list[str]]] = {}
     for i, (_name, ann, path) in enumerate(tqdm(named, desc="labels", unit="img", disable=None)):
         split = opts.val_name if opts.val_every and i % opts.val_every == 0 else opts.train_name
         try:
             image_path = _find_image(ann, path, index, opts.images)
+            row = _list_row(ann.source, split, image_path, labelled=True)
             width, height = _open_image(image_path, ann.source)
             label = rasterise(
                 ann, width, height, opts.classes, opts.line_width, opts.ignore_unknown
@@ -230,34 +240,56 @@ def convert(inputs: list[Path], opts: ConvertOptions) -> ConvertSummary:
         except AnnotationError as err:
             bad(str(err))
             continue
-        image_rel = f"{split}/images/{image_path.name}"
-        label_rel = f"{split}/annotations/{Path(image_path.name).stem}.png"
+        image_rel, label_rel = row
         if opts.encoding == "color":
             save_palette_png(label, opts.out / label_rel, _palette(opts, ann.fmt))
         else:
             save_id_png(label, opts.out / label_rel)
         _place(image_path, opts.out / image_rel, opts.link)
-        lists.setdefault(split, []).append(f"{image_rel} {label_rel}")
+        lists.setdefault(split, []).append(row)
         summary.written[split] += 1
 
     if opts.unlabeled_name:
         for uri, path in unlabeled:
+            source = f"{path} ({uri})"
             try:
-                image_path = _find_image(
-                    ImageAnnotation(f"{path} ({uri})", uri), path, index, opts.images
-                )
+                image_path = _find_image(ImageAnnotation(source, uri), path, index, opts.images)
+                row = _list_row(source, opts.unlabeled_name, image_path, labelled=False)
             except AnnotationError as err:
                 bad(str(err))
                 continue
-            _place(
-                image_path, opts.out / opts.unlabeled_name / "images" / image_path.name, opts.link
-            )
-            lists.setdefault(opts.unlabeled_name, []).append(
-                f"{opts.unlabeled_name}/images/{image_path.name}"
-            )
+            _place(image_path, opts.out / row[0], opts.link)
+            lists.setdefault(opts.unlabeled_name, []).append(row)
             summary.written[opts.unlabeled_name] += 1
 
-    opts.list_dir.mkdir(parents=True, exist_ok=True)
-    for split, lines in lists.items():
-        (opts.list_dir / f"{split}.lst").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _write_lists(lists, opts, summary)
     return summary
+
+
+def _list_row(source: str, split: str, image_path: Path, labelled: bool) -> list[str]:
+    """The list row of a photo in `split` (paths relative to the dataset root)."""
+    row = [f"{split}/images/{image_path.name}"]
+    if labelled:
+        row.append(f"{split}/annotations/{image_path.stem}.png")
+    try:
+        format_row(row)
+    except ValueError as err:
+        raise AnnotationError(f"{source}: {err}") from None
+    return row
+
+
+def _write_lists(
+    lists: dict[str, list[list[str]]], opts: ConvertOptions, summary: ConvertSummary
+) -> None:
+    """Write one list per split; when any is written, remove this run's splits left unwritten."""
+    if not lists:
+        return  # nothing converted: the lists of an earlier conversion stay as they were
+    for split, rows in lists.items():
+        write_list(opts.list_dir / f"{split}.lst", rows)
+    for split in dict.fromkeys((opts.train_name, opts.val_name, opts.unlabeled_name)):
+        stale = opts.list_dir / f"{split}.lst"
+        if split and split not in lists and stale.is_file():
+            stale.unlink()
+            summary.removed.append(
+                f"removed {stale}: left by an earlier conversion, and this one has no {split} images"
+            )

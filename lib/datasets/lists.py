@@ -1,10 +1,16 @@
-"""List files for existing image/label trees (plain folders or Cityscapes leftImg8bit/gtFine)."""
+"""List files: one sample per line, and the rows for existing image/label trees.
+
+A line is ``image_path<TAB>label_path`` (or ``image_path`` for a test list). Readers split on
+tabs when a line has one, and on any whitespace otherwise, so the official space-separated
+lists read as before and tab-separated ones allow spaces in names (``DJI 0001.jpg``); an
+image-only path with a space is written with a trailing tab. Names are never quoted.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["pair_folders", "cityscapes_rows", "write_list"]
+__all__ = ["pair_folders", "cityscapes_rows", "format_row", "parse_line", "write_list"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
@@ -63,7 +69,36 @@ def cityscapes_rows(
     return rows, unmatched
 
 
+def parse_line(line: str) -> list[str]:
+    """The paths on one list line: split on tabs if there is one, else on whitespace."""
+    if "\t" in line:
+        return [field.strip() for field in line.split("\t") if field.strip()]
+    return line.split()
+
+
+def format_row(row: list[str]) -> str:
+    """One list line (no newline) that `parse_line` reads back as `row`.
+
+    Empty paths, and paths with a tab or line break or starting or ending with whitespace,
+    raise ValueError.
+    """
+    for field in row:
+        if not field or field != field.strip() or any(c in field for c in "\t\n\r"):
+            raise ValueError(
+                f"{field!r} cannot be written to a list file "
+                "(empty, or a tab, line break, or leading or trailing whitespace in the name)"
+            )
+    line = "\t".join(row)
+    if len(row) == 1 and len(line.split()) > 1:
+        line += "\t"  # a tab marks the spaces as part of the one path
+    return line
+
+
 def write_list(path: Path, rows: list[list[str]]) -> None:
-    """Write rows in the official list format: image and label separated by a tab."""
+    """Write rows as list lines: image and label separated by a tab (see the module doc)."""
+    try:
+        text = "".join(format_row(row) + "\n" for row in rows)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join("\t".join(row) + "\n" for row in rows), encoding="utf-8")
+    path.write_text(text, encoding="utf-8")

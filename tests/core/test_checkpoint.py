@@ -1,14 +1,17 @@
 """Atomic checkpoint writes, official naming, and RNG state round trips."""
 
+import errno
 import os
 import random
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
 import time
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -16,6 +19,7 @@ from lib.core.criterion import CrossEntropy
 from lib.utils.checkpoint import (
     load_file,
     official_state_dict,
+    remove_stale_temporaries,
     rng_state,
     save_atomic,
     set_rng_state,
@@ -76,3 +80,68 @@ def test_kill_during_save_leaves_a_complete_checkpoint(tmp_path):
         assert torch.equal(obj["blob"], torch.full((2_000_000,), float(obj["version"])))
     # temporary files from killed writers never carry the final name
     assert all(p.name.startswith(".checkpoint.pth.tar.") for p in tmp_path.iterdir() if p != path)
+
+
+def test_checkpoint_gets_the_permissions_of_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        save_atomic({"a": 1}, tmp_path / "c.pth")
+        os.umask(0o027)
+        save_atomic({"a": 1}, tmp_path / "d.pth")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "c.pth").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d.pth").stat().st_mode) == 0o640
+
+
+def test_stale_temporaries_of_killed_saves_are_removed(tmp_path):
+    stale = [tmp_path / ".checkpoint.pth.tar.k2_x9a0b.tmp", tmp_path / ".best.pth.0123abcd.tmp"]
+    kept = [
+        tmp_path / ".notes.tmp",  # not a save_atomic temporary
+        tmp_path / "best.pth.0123abcd.tmp",
+        tmp_path / ".best.pth.toolongname.tmp",
+        tmp_path / "other.txt",
+    ]
+    for path in stale + kept:
+        path.write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".best.pth.0123abcd.tmp").write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path, "best.pth") == [stale[1]]
+    stale[1].write_bytes(b"x")
+    save_atomic({"a": 1}, tmp_path / "checkpoint.pth.tar")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [p.name for p in kept] + ["checkpoint.pth.tar", "sub"]
+    )
+    assert (tmp_path / "sub" / ".best.pth.0123abcd.tmp").is_file()  # other folders untouched
+
+
+def test_disk_full_names_the_file_and_leaves_no_half_file(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pth.tar"
+    save_atomic({"version": 1}, path)
+    before = path.read_bytes()
+
+    def full(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError) as info:
+        save_atomic({"version": 2}, path)
+    assert str(info.value) == f"{path}: no space left on device while writing the checkpoint"
+    assert info.value.errno == errno.ENOSPC
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pth.tar"]
+
+
+def test_other_write_errors_name_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "best.pth"
+
+    def fail(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(
+        OSError, match=r"best.pth: cannot write the checkpoint \(Input/output error\)"
+    ):
+        save_atomic({"a": 1}, path)
+    assert list(tmp_path.iterdir()) == []

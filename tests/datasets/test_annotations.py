@@ -130,3 +130,61 @@ def test_mask_to_polygons_recovers_regions():
     polygons = mask_to_polygons(mask, min_area=4)
     assert len(polygons) == 1
     assert polygons[0][:, 0].min() == 3 and polygons[0][:, 0].max() == 19
+
+
+def test_platform_pixel_coordinates_are_detected_per_item(tmp_path):
+    path = tmp_path / "pixels.json"
+    pixels = [[2, 1], [6, 1], [6, 3], [2, 3]]
+    path.write_text(
+        json.dumps(
+            {
+                "items": [
+                    {
+                        "uris": ["b/n.png"],
+                        "results": {
+                            "polys": [{"poly": [[0.25, 0.25], [0.75, 0.25], [0.75, 0.75]]}]
+                        },
+                    },
+                    {"uris": ["b/p.png"], "results": {"polys": [{"poly": pixels}]}},
+                    {"uris": ["b/q.png"], "results": {"polys": [{"poly": pixels}]}},
+                ]
+            }
+        )
+    )
+    result = parse_file(path)
+    assert [a.normalised for a in result.annotations] == [True, False, False]
+    assert len(result.warnings) == 1 and "\n" not in result.warnings[0]
+    assert f"{path}: items 1 (p.png), 2 (q.png)" in result.warnings[0]
+    assert "read as pixels" in result.warnings[0]
+    label = rasterise(result.annotations[1], 8, 4, WIRE)
+    assert (label[1:4, 2:7] == 1).all() and label.sum() == 15
+
+
+def test_platform_overshoot_of_normalised_coordinates_is_still_clamped():
+    result = parse_file(DATA / "platform.json")  # item 1 goes from -0.5 to 1.5
+    assert result.annotations[1].normalised and not result.warnings
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("text", "item 0: item must be an object"),
+        ({"uris": "b/x.png"}, "item 0: 'uris' must be a non-empty list of strings"),
+        ({"uris": ["b/x.png"], "results": [1]}, "item 0 (x.png): 'results' must be an object"),
+        ({"uris": ["b/x.png"], "results": {"polys": {}}}, "item 0 (x.png): 'polys' must be a list"),
+        (
+            {
+                "uris": ["b/x.png"],
+                "results": {"polys": [{"poly": [[0, 0], [1, 0], [1, 1]], "label": 3}]},
+            },
+            "item 0 (x.png) poly 0: 'label' must be a string",
+        ),
+    ],
+)
+def test_platform_item_with_unexpected_structure_is_one_error(tmp_path, item, message):
+    path = tmp_path / "odd.json"
+    good = {"uris": ["b/a.png"], "results": {"polys": [{"poly": [[0, 0], [1, 0], [1, 1]]}]}}
+    path.write_text(json.dumps({"items": [item, good]}))
+    result = parse_file(path)
+    assert [a.image for a in result.annotations] == ["b/a.png"]
+    assert len(result.errors) == 1 and str(result.errors[0]).startswith(f"{path} {message}")

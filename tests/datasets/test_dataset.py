@@ -214,7 +214,16 @@ def test_bad_list_lines_are_named(tmp_path):
     _error(
         tmp_path, [good, "img/missing.png lab/a.png"], r"l.lst:2: file not found: .*img/missing.png"
     )
-    _error(tmp_path, [good, "img/a.png"], "some lines have a label path and some do not")
+    _error(
+        tmp_path,
+        [good, "# comment", "img/a.png"],
+        r"l.lst:3: no label path, but line 1 has one",
+    )
+    _error(
+        tmp_path,
+        ["img/a.png", "", good],
+        r"l.lst:3: a label path, but line 1 has none",
+    )
     _error(tmp_path, ["", "# comment"], "no samples")
     with pytest.raises(DatasetError, match="cannot read list file"):
         build_dataset(_cfg(tmp_path, [good], **{"DATASET.TEST_SET": "lists/none.lst"}), "val")
@@ -273,3 +282,25 @@ def test_loader_batches_training_samples(tmp_path):
 def test_cv2_nearest_matches_for_int_labels():
     label = np.arange(12, dtype=np.uint8).reshape(3, 4)
     assert cv2.resize(label, (8, 6), interpolation=cv2.INTER_NEAREST)[5, 7] == 11
+
+
+def test_tab_separated_lines_allow_spaces_in_names(tmp_path):
+    image, label = _sample()
+    _write(tmp_path, "DJI 0001", image, label)
+    lines = ["img/DJI 0001.png\tlab/DJI 0001.png", "img/DJI 0001.png \t lab/DJI 0001.png"]
+    ds = build_dataset(_cfg(tmp_path, lines), "val")
+    assert len(ds) == 2 and ds.has_labels and ds[1][3] == "DJI 0001"
+    np.testing.assert_array_equal(ds[0][1].numpy(), label)
+    only = build_dataset(_cfg(tmp_path, ["img/DJI 0001.png\t"]), "test")
+    assert not only.has_labels and only[0][3] == "DJI 0001"
+
+
+def test_spaces_without_tabs_are_named_with_a_hint(tmp_path):
+    image, label = _sample()
+    _write(tmp_path, "DJI 0001", image, label)
+    message = _error(
+        tmp_path, ["img/DJI 0001.png lab/DJI 0001.png"], r"l.lst:1: expected 'image_path"
+    )
+    assert "4 fields" in message and "tab" in message
+    message = _error(tmp_path, ["img/DJI 0001.png"], r"l.lst:1: file not found", split="test")
+    assert "tab" in message and "\n" not in message

@@ -41,7 +41,7 @@ def test_generator_converter_dataset_batch_round_trip(tmp_path):
     )
     assert summary.written == {"train": 7, "val": 2} and not summary.skipped
     val_lines = (root / "list" / "daodixian_seg" / "val.lst").read_text().split("\n")
-    assert val_lines[0] == "val/images/synthetic_0000.jpg val/annotations/synthetic_0000.png"
+    assert val_lines[0] == "val/images/synthetic_0000.jpg\tval/annotations/synthetic_0000.png"
 
     # Wire pixels are visibly different from their surroundings: the label lines up with the image.
     image = decode_image(root / "daodixian_seg" / "val" / "images" / "synthetic_0000.jpg").astype(
