@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = get_config(args.cfg, args.opts)
         if not cfg.TEST.MODEL_FILE:
             raise ConfigError("TEST.MODEL_FILE is empty: give the trained weights to predict with")
-        photos = list_photos(args.input)
+        photos = list_photos(args.input, exclude=args.output)
         if not photos:
             raise FileNotFoundError(f"no photos found in {' '.join(args.input)}")
         device = resolve_device(args.device)

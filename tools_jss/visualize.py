@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 
 from lib.datasets.decode import DecodeError, decode_image, decode_label
+from lib.datasets.lists import parse_line
 from lib.datasets.overlay import overlay, region_boxes
 from lib.datasets.palette import palette_for
 
@@ -20,8 +21,8 @@ from lib.datasets.palette import palette_for
 def _pairs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     if args.list:
         pairs = []
-        for number, line in enumerate(args.list.read_text(encoding="utf-8").splitlines(), start=1):
-            parts = line.split()
+        for number, line in enumerate(args.list.read_text(encoding="utf-8").split("\n"), start=1):
+            parts = parse_line(line)
             if not parts:
                 continue
             if len(parts) != 2:

@@ -17,6 +17,7 @@ summary last, so a photo with a summary is complete: a rerun skips it (resume) u
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from lib.core.vectorize import count_segments, platform_entry, write_preannotati
 from lib.core.wire_metrics import COUNT_NAMES, WireMetrics, scores_from_counts
 from lib.datasets import DATASETS
 from lib.datasets.decode import DecodeError, decode_image, decode_label
+from lib.datasets.lists import parse_line
 from lib.datasets.overlay import overlay, region_boxes
 from lib.datasets.palette import palette_for, save_id_png
 
@@ -55,27 +57,58 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 LIST_SUFFIXES = (".txt", ".lst")
 
 
-def list_photos(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
-    """(path, relative name) of every photo in `inputs`: photo files, folders (searched
-    recursively, names relative to the folder) or list files (one path per line, first column,
-    relative to the list file's folder unless absolute). Missing inputs raise FileNotFoundError."""
+def _list_entry(line: str, list_file: Path) -> Path:
+    """The photo of one list line: the first tab field, the whole line when that names a file
+    (a one-column list whose names hold spaces), else the first whitespace field."""
+    if "\t" in line:
+        first = parse_line(line)[0]
+    else:
+        whole = line.strip()
+        whole_path = Path(whole) if Path(whole).is_absolute() else list_file.parent / whole
+        first = whole if whole_path.is_file() else line.split()[0]
+    item = Path(first)
+    return item if item.is_absolute() else list_file.parent / item
+
+
+def list_photos(
+    inputs: Sequence[str | Path], exclude: str | Path | None = None
+) -> list[tuple[Path, str]]:
+    """(photo path, relative name) for photos, folders (searched recursively, names relative
+    to the folder) and list files (one photo per line, first column, relative to the list
+    file's folder unless absolute). Photos under `exclude` (the output folder, when it lies
+    inside an input folder) are left out. Missing inputs raise FileNotFoundError."""
+    skip = Path(exclude).resolve() if exclude is not None else None
     photos: list[tuple[Path, str]] = []
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix.lower() in IMAGE_SUFFIXES
+                and not (skip is not None and p.resolve().is_relative_to(skip))
+            )
             photos += [(p, p.relative_to(path).as_posix()) for p in found]
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    item = Path(line.split()[0])
-                    item = item if item.is_absolute() else path.parent / item
+            for line in path.read_text(encoding="utf-8").split("\n"):
+                if line.strip() and not line.lstrip().startswith("#"):
+                    item = _list_entry(line, path)
                     photos.append((item, item.name))
         elif path.is_file():
             photos.append((path, path.name))
         else:
             raise FileNotFoundError(f"{path}: no such photo, folder or list file")
     return photos
+
+
+def output_stems(rels: Sequence[str]) -> dict[str, str]:
+    """Output name (without extension) per photo: its name without the suffix, or with it
+    (`a.jpg` -> `a.jpg`) when two photos would share one (`a.jpg` and `a.png`)."""
+    stems = [str(Path(rel).with_suffix("")) for rel in rels]
+    counts: dict[str, int] = {}
+    for stem in stems:
+        counts[stem] = counts.get(stem, 0) + 1
+    return {rel: (rel if counts[stem] > 1 else stem) for rel, stem in zip(rels, stems)}
 
 
 def tiling_kwargs(cfg) -> dict:
@@ -119,11 +152,19 @@ def _wire_classes(cfg) -> list[int]:
 
 
 def _atomic(path: Path, write) -> None:
-    """Write through `write(tmp_path)`, then rename onto `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write through `write(tmp_path)`, then rename onto `path`. On an error (a full disk
+    among them) nothing is left under either name, and the OSError names `path` in one line."""
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        reason = "no space left on device" if err.errno == errno.ENOSPC else (err.strerror or err)
+        error = OSError(f"{path}: {reason} while writing it")
+        error.errno = err.errno
+        raise error from err
 
 
 def _write_jpeg(path: Path, rgb: np.ndarray, quality: int = 90) -> None:
@@ -173,8 +214,8 @@ class PredictReport:
         return out
 
 
-def _summary_path(out: Path, rel: str) -> Path:
-    return out / "summaries" / (str(Path(rel).with_suffix("")) + ".json")
+def _summary_path(out: Path, stem: str) -> Path:
+    return out / "summaries" / (stem + ".json")
 
 
 def _predict_one(
@@ -187,6 +228,7 @@ def _predict_one(
     label_dilate: int,
     device,
     threshold: float = 0.0,
+    stem: str | None = None,
 ) -> dict:
     start = time.perf_counter()
     rgb = decode_image(photo)
@@ -196,7 +238,7 @@ def _predict_one(
         return_prob=cfg.TEST.SAVE_PROB, **tiling_kwargs(cfg),
     )
     ids, prob = result if cfg.TEST.SAVE_PROB else (result, None)
-    stem = str(Path(rel).with_suffix(""))
+    stem = stem or str(Path(rel).with_suffix(""))
     _atomic(out / "masks" / f"{stem}.png", lambda p: save_id_png(ids, p))
     if cfg.TEST.SAVE_PROB:
         _atomic(out / "probs" / f"{stem}.png", lambda p: save_id_png(prob, p))
@@ -223,7 +265,7 @@ def _predict_one(
             )
         summary.update(metrics.update(ids, label))
         summary["wire_counts"] = metrics.counts.tolist()
-    _atomic(_summary_path(out, rel), lambda p: p.write_text(json.dumps(summary), encoding="utf-8"))
+    _atomic(_summary_path(out, stem), lambda p: p.write_text(json.dumps(summary), encoding="utf-8"))
     return summary
 
 
@@ -289,9 +331,10 @@ def predict_photos(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
+    stems = output_stems([rel for _, rel in photos])
     summaries = []
     for photo, rel in tqdm(photos, desc="predict", unit="photo", disable=None):
-        summary_file = _summary_path(out, rel)
+        summary_file = _summary_path(out, stems[rel])
         if summary_file.is_file() and not overwrite:
             try:
                 summaries.append(json.loads(summary_file.read_text(encoding="utf-8")))
@@ -306,7 +349,8 @@ def predict_photos(
         try:
             summaries.append(
                 _predict_one(
-                    model, cfg, photo, rel, out, label_path, label_dilate, device, threshold
+                    model, cfg, photo, rel, out, label_path, label_dilate, device, threshold,
+                    stems[rel],
                 )
             )
             report.predicted.append(rel)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -173,3 +174,46 @@ def test_device_without_a_gpu_is_one_line(weights, tmp_path, capsys, monkeypatch
     assert predict.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "error: --device cuda: no CUDA GPU is visible on this machine; use --device cpu"
+
+
+def test_same_stem_photos_keep_their_own_outputs(weights, tmp_path, capsys):
+    folder = tmp_path / "in"
+    _write_rgb(folder / "a.jpg", np.zeros((96, 128, 3), np.uint8))
+    _write_rgb(folder / "a.png", np.full((96, 128, 3), 200, np.uint8))
+    _write_rgb(folder / "b.jpg", np.zeros((96, 128, 3), np.uint8))
+    native = ["TEST.TILE_SCALE", "1.0"]
+    out = folder / "predictions"  # inside the input folder
+    assert _run(weights, [folder], out, opts=native) == 0
+    masks = sorted(p.name for p in (out / "masks").glob("*.png"))
+    assert masks == ["a.jpg.png", "a.png.png", "b.png"]
+    assert "predicted 3" in capsys.readouterr().out
+    # a rerun resumes all three and does not take the tool's own overlays for photos
+    assert _run(weights, [folder], out, opts=native) == 0
+    assert "predicted 0, already done 3, skipped 0" in capsys.readouterr().out
+
+
+def test_list_file_lines_with_spaces(weights, tmp_path):
+    _write_rgb(tmp_path / "DJI 0001.jpg", np.zeros((96, 128, 3), np.uint8))
+    listed = tmp_path / "photos.txt"
+    listed.write_text("DJI 0001.jpg\n")
+    assert list_photos([listed]) == [(tmp_path / "DJI 0001.jpg", "DJI 0001.jpg")]
+    listed.write_text("DJI 0001.jpg\tlabels/DJI 0001.png\n")
+    assert list_photos([listed]) == [(tmp_path / "DJI 0001.jpg", "DJI 0001.jpg")]
+
+
+def test_a_full_disk_names_the_mask_and_leaves_no_file(weights, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from lib.core import prediction
+
+    def full(ids, path, values=None):
+        Path(path).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(prediction, "save_id_png", full)
+    photo = tmp_path / "a.jpg"
+    _write_rgb(photo, np.zeros((96, 128, 3), np.uint8))
+    assert _run(weights, [photo], tmp_path / "out", opts=["TEST.TILE_SCALE", "1.0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"error: {tmp_path / 'out' / 'masks' / 'a.png'}: no space left on device while writing it"
+    assert not list((tmp_path / "out" / "masks").iterdir())
