@@ -58,6 +58,7 @@ _C.DATASET.TEST_SET = "list/cityscapes/val.lst"  # validation / test list, relat
 _C.DATASET.SKIP_BAD_SAMPLES = False  # (ours) skip and count unreadable samples, else fail
 _C.DATASET.CLASS_WEIGHTS = []  # (ours) explicit class weights; empty: the dataset's own
 _C.DATASET.LABEL_RESAMPLING = "centre"  # (ours) label scaling: centre (pixel centres, aligned with the image) | official (cv2 INTER_NEAREST: up to 1/2 px down-right)
+_C.DATASET.LABEL_DILATE = 0  # (ours) widen wire labels (TEST.WIRE_CLASSES, default 1) by N px when read
 _C.DATASET.REDUCED_DECODE = True  # (ours) fast training path: 1/2-1/8 JPEG decode, resample only the crop
 
 _C.TRAIN = CN()

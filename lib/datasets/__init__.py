@@ -9,6 +9,7 @@ from yacs.config import CfgNode
 from lib.datasets.base import DatasetError, ListDataset
 from lib.datasets.cityscapes import CityscapesDataset
 from lib.datasets.daodixian import PowerLineDataset
+from lib.datasets.wire_aug import wire_augment_from_cfg
 
 __all__ = ["DATASETS", "DatasetError", "build_dataset"]
 
@@ -53,4 +54,7 @@ def build_dataset(cfg: CfgNode, split: str) -> ListDataset:
         label_resampling=cfg.DATASET.LABEL_RESAMPLING,
         class_weights=list(cfg.DATASET.CLASS_WEIGHTS) or None,
         skip_bad_samples=cfg.DATASET.SKIP_BAD_SAMPLES,
+        wire_augment=wire_augment_from_cfg(cfg) if augment else None,
+        label_dilate=cfg.DATASET.LABEL_DILATE,
+        dilate_classes=tuple(cfg.TEST.WIRE_CLASSES) or (1,),
     )

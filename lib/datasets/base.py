@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -27,6 +27,9 @@ import torch
 from lib.datasets.decode import DecodeError, decode_image, decode_label, image_size, read_bytes
 from lib.datasets.decode import target_size as scaled_size
 from lib.datasets.lists import parse_line
+
+if TYPE_CHECKING:  # only for the annotation: wire_aug imports the generator, which imports us
+    from lib.datasets.wire_aug import WireAugment
 
 __all__ = ["DatasetError", "ListDataset", "MEAN", "STD"]
 
@@ -72,8 +75,16 @@ class ListDataset(torch.utils.data.Dataset):
         label_resampling: str = "centre",
         class_weights: list[float] | tuple[float, ...] | None = None,
         skip_bad_samples: bool = False,
+        wire_augment: WireAugment | None = None,
+        label_dilate: int = 0,
+        dilate_classes: tuple[int, ...] = (1,),
     ) -> None:
-        """`root`: folder the list paths are relative to; `crop_size`: (width, height)."""
+        """`root`: folder the list paths are relative to; `crop_size`: (width, height).
+
+        `wire_augment` (training only): the opt-in TRAIN.AUG_* steps after the official crop;
+        `label_dilate`: widen the labels of `dilate_classes` by this many pixels when they are
+        read (DATASET.LABEL_DILATE, for one-pixel-wide wire labels), in every split.
+        """
         if self.expected_num_classes is not None and num_classes != self.expected_num_classes:
             raise DatasetError(
                 f"{type(self).__name__} has {self.expected_num_classes} classes, "
@@ -101,6 +112,11 @@ class ListDataset(torch.utils.data.Dataset):
         # wires several IoU points; "centre" samples the label at the pixel centres too.
         self.label_offset = LABEL_RESAMPLING[label_resampling]
         self.skip_bad_samples = skip_bad_samples
+        self.wire_augment = wire_augment if wire_augment is not None and wire_augment.active else None
+        if label_dilate < 0:
+            raise ValueError(f"DATASET.LABEL_DILATE is {label_dilate}; use 0 or more pixels")
+        self.label_dilate = int(label_dilate)
+        self.dilate_classes = tuple(int(c) for c in dilate_classes)
         self.bad_samples = 0  # samples skipped in this process (with a warning each)
         self.class_weights = self._class_weights(class_weights)
         self._allowed, self._lut = self._build_lut()
@@ -228,6 +244,8 @@ class ListDataset(torch.utils.data.Dataset):
                     f"{item['image']} is {width}x{height}"
                 )
             self._check_values(raw, item["label"])
+            if self.label_dilate:
+                raw = self._dilate(raw)
         size = np.array([height, width])
         if not self.augment:
             image = decode_image(item["image"], data=data)
@@ -265,6 +283,22 @@ class ListDataset(torch.utils.data.Dataset):
     def _map(self, raw: np.ndarray) -> np.ndarray:
         return self._lut[raw]
 
+    def _dilate(self, raw: np.ndarray) -> np.ndarray:
+        """Raw label with the pixels of `dilate_classes` widened by `label_dilate` pixels
+        (a disc), over pixels that are not ignored."""
+        classes = self._lut[raw]
+        out = raw.copy()
+        for c in self.dilate_classes:
+            values = np.flatnonzero(self._allowed & (self._lut == c))  # raw values of class c
+            if values.size == 0:
+                continue
+            mask = (classes == c).astype(np.uint8)
+            size = 2 * self.label_dilate + 1
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+            grown = cv2.dilate(mask, kernel).astype(bool) & (classes != self.ignore_label)
+            out[grown] = values[0]
+        return out
+
     def _augment(self, item: dict, data: np.ndarray, width: int, height: int, raw: np.ndarray):
         """The official gen_sample on a decoded-once image: scale, pad+crop, brightness, flip."""
         if self.multi_scale:
@@ -284,6 +318,8 @@ class ListDataset(torch.utils.data.Dataset):
         if self.brightness_shift and random.random() >= 0.5:
             shift = random.randint(-self.brightness_shift, self.brightness_shift)
             image = np.clip(image.astype(np.int16) + shift, 0, 255).astype(np.uint8)
+        if self.wire_augment is not None:  # (ours) opt-in TRAIN.AUG_* steps
+            image, label = self.wire_augment(image, label, random)
         if self.flip and random.randint(0, 1):
             image, label = image[:, ::-1], label[:, ::-1]
         if self.downsample_rate != 1:

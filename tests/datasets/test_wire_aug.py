@@ -9,7 +9,7 @@ import numpy as np
 
 from lib.config import get_config
 from lib.datasets.wire_aug import WireAugment, paste_wires, wire_augment_from_cfg
-from tests.tools.conftest import DEMO_CFG
+from tests.tools.conftest import DEMO_CFG, tiny_data  # noqa: F401 (the fixture)
 
 
 def _crop(h=96, w=128):
@@ -55,3 +55,23 @@ def test_photometric_steps_keep_the_label_and_are_seeded():
     b = aug(image, label, random.Random(7))
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], label)
     assert not np.array_equal(a[0], image) and a[0].dtype == np.uint8
+
+
+def test_dataset_applies_the_keys(tiny_data):  # noqa: F811
+    from lib.datasets import build_dataset
+    from tests.tools.conftest import tiny_opts
+
+    opts = tiny_opts(tiny_data, tiny_data)
+    plain = build_dataset(get_config(DEMO_CFG, opts), "val")
+    wide = build_dataset(get_config(DEMO_CFG, [*opts, "DATASET.LABEL_DILATE", "2"]), "val")
+    a, b = plain[0][1], wide[0][1]
+    assert ((a == 1) <= (b == 1)).all() and (b == 1).sum() > (a == 1).sum()
+    assert ((a == 255) == (b == 255)).all()  # ignored pixels stay ignored
+
+    cfg = get_config(DEMO_CFG, [*opts, "TRAIN.AUG_ROTATE", "180", "TRAIN.AUG_PASTE_WIRES", "1.0"])
+    train = build_dataset(cfg, "train")
+    assert train.wire_augment is not None and train.wire_augment.rotate == 180
+    assert build_dataset(get_config(DEMO_CFG, opts), "train").wire_augment is None
+    random.seed(0)
+    image, label, _, _ = train[0]
+    assert image.shape[-2:] == label.shape and (label == 1).any()
