@@ -63,10 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     if "--folds" in argv or any(a.startswith("--folds=") for a in argv):
         return folds_main(argv)
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="K folds: --folds K --from-list LIST --out FOLDER (see the module doc)",
+    )
     parser.add_argument(
         "--root", type=Path, required=True, help="dataset root; list paths are relative to it"
     )
+    parser.add_argument("--folds", type=int, help="cut --from-list into K folds (see below)")
+    parser.add_argument("--from-list", type=Path, help="with --folds: the list file to cut")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--images", help="image folder under --root (pairs with --labels by file stem)"
@@ -91,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print(f"error: no image under {args.root} has a label", file=sys.stderr)
         return 2
-    write_list(args.out, rows)
+    try:
+        write_list(args.out, rows)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"wrote {len(rows)} lines to {args.out}; {len(unmatched)} images without a label")
     for path in unmatched[:20]:
         print(f"  no label: {path}")

@@ -132,8 +132,43 @@ def get_config(cfg_file: str | Path | None = None, opts: Sequence[str] | None = 
             raise ConfigError(f"{path}: top level must be a mapping of config keys")
         _merge_dict(cfg, data, "", str(path))
     _merge_opts(cfg, list(opts or []))
+    _check_values(cfg, str(cfg_file) if cfg_file else "defaults")
     cfg.freeze()
     return cfg
+
+
+def _check_values(cfg: CfgNode, source: str) -> None:
+    """Values of the right type that no run can use: one ConfigError line instead of an
+    IndexError or ZeroDivisionError deep inside the run."""
+    where = f"({source} or the command line)"
+    for key in ("TRAIN.IMAGE_SIZE", "TEST.IMAGE_SIZE", "TEST.TILE_SIZE"):
+        section, leaf = key.split(".")
+        value = list(cfg[section][leaf])
+        if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
+            raise ConfigError(
+                f"{key} is {value} {where}; expected [width, height], two positive integers"
+            )
+    positive = {
+        "TRAIN.LR": cfg.TRAIN.LR,
+        "TRAIN.BASE_SIZE": cfg.TRAIN.BASE_SIZE,
+        "TRAIN.BATCH_SIZE_PER_GPU": cfg.TRAIN.BATCH_SIZE_PER_GPU,
+        "TEST.BATCH_SIZE_PER_GPU": cfg.TEST.BATCH_SIZE_PER_GPU,
+        "TEST.BASE_SIZE": cfg.TEST.BASE_SIZE,
+    }
+    for key, value in positive.items():
+        if not value > 0:
+            raise ConfigError(f"{key} is {value} {where}; it must be greater than 0")
+    if cfg.TRAIN.EXTRA_EPOCH > 0 and not cfg.TRAIN.EXTRA_LR > 0:
+        raise ConfigError(f"TRAIN.EXTRA_LR is {cfg.TRAIN.EXTRA_LR} {where}; it must be greater than 0")
+    if cfg.TRAIN.END_EPOCH < 0 or cfg.TRAIN.EXTRA_EPOCH < 0:
+        raise ConfigError(f"TRAIN.END_EPOCH / EXTRA_EPOCH must be 0 or more {where}")
+    if not cfg.TEST.WIRE_THRESHOLD < 1:
+        raise ConfigError(
+            f"TEST.WIRE_THRESHOLD is {cfg.TEST.WIRE_THRESHOLD} {where}; use a value in (0, 1), "
+            "0 (picked file or argmax) or -1 (argmax)"
+        )
+    if not list(cfg.TEST.SCALE_LIST) or not all(v > 0 for v in cfg.TEST.SCALE_LIST):
+        raise ConfigError(f"TEST.SCALE_LIST is {list(cfg.TEST.SCALE_LIST)} {where}; give scales > 0")
 
 
 def config_name(cfg_file: str | Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,26 @@ def test_missing_and_malformed_files(tmp_path):
 
 def test_config_name():
     assert config_name("experiments/a/seg_hrnet_ocr_w48_epoch48_1209.yaml") == "seg_hrnet_ocr_w48_epoch48_1209"
+
+
+@pytest.mark.parametrize(
+    "opts, message",
+    [
+        (["TRAIN.IMAGE_SIZE", "128"], "TRAIN.IMAGE_SIZE is [128] "),
+        (["TEST.IMAGE_SIZE", "[0, 512]"], "two positive integers"),
+        (["TRAIN.LR", "0.0"], "TRAIN.LR is 0.0 "),
+        (["TRAIN.BATCH_SIZE_PER_GPU", "0"], "TRAIN.BATCH_SIZE_PER_GPU is 0 "),
+        (["TEST.WIRE_THRESHOLD", "1.5"], "TEST.WIRE_THRESHOLD is 1.5 "),
+        (["TEST.SCALE_LIST", "[]"], "TEST.SCALE_LIST is []"),
+    ],
+)
+def test_unusable_values_are_one_config_error(opts, message):
+    cfg_file = (
+        Path(__file__).resolve().parents[2]
+        / "experiments"
+        / "daodixian_seg"
+        / "seg_hrnet_ocr_w18_small_v1_demo.yaml"
+    )
+    with pytest.raises(ConfigError, match=re.escape(message)) as err:
+        get_config(cfg_file, opts)
+    assert "\n" not in str(err.value) and "demo.yaml or the command line" in str(err.value)
