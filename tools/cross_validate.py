@@ -88,10 +88,10 @@ def run_fold(args, k: int) -> dict:
             logger.info("fold %d: done earlier (%s)", k, out)
             return fold_scores(ckpt["metrics"])
     resume = (out / "checkpoint.pth.tar").is_file() and not args.overwrite
-    if resume:
-        cfg.defrost()
-        cfg.TRAIN.RESUME = True
-        cfg.freeze()
+    cfg.defrost()
+    cfg.TRAIN.RESUME = resume
+    cfg.TRAIN.OVERWRITE = bool(args.overwrite)
+    cfg.freeze()
     result = train(cfg, name)
     return fold_scores(result["last"])
 

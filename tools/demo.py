@@ -96,7 +96,8 @@ def main(argv=None) -> int:
         "--images", str(raw / "images"), "--out", str(root),
         "--list-dir", str(data / "list" / "daodixian_seg")])
     times["train"] = run("3/5 train HRNet-W18-Small + OCR on CPU", [
-        "tools/train_daodixian_seg.py", "--cfg", CFG, *common, "TRAIN.RESUME", "False"])
+        "tools/train_daodixian_seg.py", "--cfg", CFG, *common, "TRAIN.RESUME", "False",
+        "TRAIN.OVERWRITE", "True"])
     model_file = out_dir / "final_state.pth"
     times["test"] = run("4/5 evaluate the saved model with tools/test.py", [
         "tools/test.py", "--cfg", CFG, *common, "TEST.MODEL_FILE", str(model_file)])

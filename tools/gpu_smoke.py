@@ -186,7 +186,7 @@ def steps(smoke: Smoke, args, out: Path, nproc: int, native_bf16: bool, amp: str
     common = [
         "DATASET.ROOT", f"{data}/", "WORKERS", "4", "PRINT_FREQ", "2",
         "TRAIN.END_EPOCH", "2", "TRAIN.EVAL_INTERVAL", "1", "TRAIN.BATCH_SIZE_PER_GPU", "4",
-        "MODEL.CHANNELS_LAST", "True", "DETERMINISTIC", "True",
+        "MODEL.CHANNELS_LAST", "True", "DETERMINISTIC", "True", "TRAIN.OVERWRITE", "True",
     ]
     runs = out / "runs"
 

@@ -87,6 +87,7 @@ _C.TRAIN.BEGIN_EPOCH = 0  # first epoch
 _C.TRAIN.END_EPOCH = 484  # epochs of the main phase
 _C.TRAIN.EXTRA_EPOCH = 0  # epochs of the extra phase on EXTRA_TRAIN_SET
 _C.TRAIN.RESUME = False  # resume from OUTPUT_DIR/.../checkpoint.pth.tar
+_C.TRAIN.OVERWRITE = False  # (ours) a new run may replace an earlier run's files in its output folder
 _C.TRAIN.BATCH_SIZE_PER_GPU = 32  # batch size per process
 _C.TRAIN.SHUFFLE = True  # shuffle the training set
 _C.TRAIN.NUM_SAMPLES = 0  # use only the first N training samples (0: all)

@@ -147,8 +147,28 @@ def decide_resume(ckpt_path: Path, wanted: bool, info: DistInfo) -> bool:
     return resume
 
 
-def train(cfg, name: str, local_rank: int = -1) -> dict:
-    """Run a whole training; returns {"best_mIoU", "last": last validation metrics, "out_dir"}."""
+def check_fresh_start(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """A new run must not replace an earlier run's files unless told (TRAIN.OVERWRITE); decided
+    by rank 0 for every rank, like the resume."""
+    found = [n for n in ("checkpoint.pth.tar", "best.pth", "final_state.pth") if (out_dir / n).is_file()]
+    found = broadcast_object(found)
+    if found and not resume and not overwrite:
+        raise ValueError(
+            f"{out_dir} holds an earlier run ({', '.join(found)}): continue it with TRAIN.RESUME "
+            "True, replace it with TRAIN.OVERWRITE True, or choose another OUTPUT_DIR"
+        )
+    if found and not resume:
+        logger.warning("TRAIN.OVERWRITE: the earlier run's %s in %s will be replaced",
+                       ", ".join(found), out_dir)
+
+
+def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) -> dict:
+    """Run a whole training; returns {"best_mIoU", "last": last validation metrics, "out_dir"}.
+
+    `progress` (optional) is kept up to date with the checkpoint path and the last saved epoch,
+    so a caller can say where to resume after an interruption.
+    """
+    progress = progress if progress is not None else {}
     from tensorboardX import SummaryWriter
 
     from lib.core.criterion import build_criterion
@@ -203,13 +223,17 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
     # resume
     start_epoch, best_miou = cfg.TRAIN.BEGIN_EPOCH, 0.0
     ckpt_path = out_dir / "checkpoint.pth.tar"
-    if decide_resume(ckpt_path, cfg.TRAIN.RESUME or cfg.AUTO_RESUME, info):
+    progress.update(checkpoint=ckpt_path, saved_epoch=None)
+    resume = decide_resume(ckpt_path, cfg.TRAIN.RESUME or cfg.AUTO_RESUME, info)
+    check_fresh_start(out_dir, resume, cfg.TRAIN.OVERWRITE)
+    if resume:
         ckpt = load_file(ckpt_path)
         load_weights(model, ckpt, strict=True)
         optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         start_epoch, best_miou = ckpt["epoch"], ckpt["best_mIoU"]
+        progress["saved_epoch"] = start_epoch
         rngs = ckpt.get("rng")
         if rngs and len(rngs) == info.world_size:
             set_rng_state(rngs[info.rank])
@@ -290,6 +314,7 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
                 },
                 ckpt_path,
             )
+        progress["saved_epoch"] = epoch + 1
         val = (
             f"val loss {metrics['loss']:.4f}, mIoU {metrics['miou']:.4f} (best {best_miou:.4f}), "
             f"IoU {' '.join(f'{v:.4f}' for v in metrics['iou'])}"
@@ -325,12 +350,27 @@ def train(cfg, name: str, local_rank: int = -1) -> dict:
 def main(argv=None, default_cfg: str | None = None) -> int:
     """CLI entry: returns the exit code; errors become one logged line."""
     args = parse_args(argv, default_cfg)
+    progress: dict = {}
     try:
         cfg = get_config(args.cfg, args.opts)
-        train(cfg, config_name(args.cfg), args.local_rank)
+        train(cfg, config_name(args.cfg), args.local_rank, progress)
     except (ValueError, RuntimeError, OSError) as err:
         log_cli_error(logger, err)
         return 1
+    except KeyboardInterrupt:
+        logger.error("%s", interrupted_message(progress))
+        return 130
     finally:
         cleanup()
     return 0
+
+
+def interrupted_message(progress: dict) -> str:
+    """One line after Ctrl-C: what is saved and how to go on."""
+    saved, ckpt = progress.get("saved_epoch"), progress.get("checkpoint")
+    if not saved or ckpt is None:
+        return "interrupted before the first checkpoint was saved: nothing to resume"
+    return (
+        f"interrupted: {ckpt} holds epoch {saved}; run the same command with TRAIN.RESUME True "
+        "to continue from there"
+    )

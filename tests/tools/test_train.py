@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-import pytest
 import torch
 
 from lib.core import trainer
@@ -39,8 +38,7 @@ def test_resume_after_epoch_one_gives_the_same_weights(tiny_data, tmp_path, monk
         return real(*args, **kwargs)
 
     monkeypatch.setattr(trainer, "train_one_epoch", stop_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        trainer.main(["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, cut)])
+    assert trainer.main(["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, cut)]) == 130  # Ctrl-C
     assert load_file(out_dir(cut) / "checkpoint.pth.tar")["epoch"] == 1
     assert not (out_dir(cut) / "final_state.pth").exists()
     monkeypatch.setattr(trainer, "train_one_epoch", real)
@@ -132,3 +130,33 @@ def test_flags_may_follow_the_overrides():
     assert args.save is False and args.opts == ["TRAIN.IGNORE_LABEL", "-1", "TEST.IMAGE_SIZE", "[960, 540]"]
     args = trainer.parse_args(["--cfg", "x.yaml", "TRAIN.LR", "0.1", "--local-rank=2"])
     assert args.local_rank == 2 and args.opts == ["TRAIN.LR", "0.1"]
+
+
+def test_ctrl_c_says_where_to_resume_and_a_new_run_keeps_the_old_files(
+    tiny_data, tmp_path, monkeypatch, caplog
+):
+    real = trainer.train_one_epoch
+
+    def interrupt_epoch_two(*args, **kwargs):
+        if kwargs["epoch"] == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", interrupt_epoch_two)
+    opts = tiny_opts(tiny_data, tmp_path)
+    assert trainer.main(["--cfg", str(DEMO_CFG), *opts]) == 130
+    ckpt = out_dir(tmp_path) / "checkpoint.pth.tar"
+    line = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"][-1]
+    assert line == (
+        f"interrupted: {ckpt} holds epoch 1; run the same command with TRAIN.RESUME True "
+        "to continue from there"
+    )
+    monkeypatch.setattr(trainer, "train_one_epoch", real)
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    caplog.clear()
+    # a fresh run into that folder is refused, files untouched; TRAIN.OVERWRITE replaces them
+    assert trainer.main(["--cfg", str(DEMO_CFG), *opts]) == 1
+    assert "holds an earlier run (checkpoint.pth.tar, best.pth)" in caplog.text
+    assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == digest
+    assert trainer.main(["--cfg", str(DEMO_CFG), *opts, "TRAIN.OVERWRITE", "True"]) == 0
+    assert load_file(ckpt)["epoch"] == 2
