@@ -67,6 +67,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_model(cfg, weights: str, device: torch.device) -> tuple[torch.nn.Module, str]:
     model = get_seg_model(cfg, load_pretrained=False)
     source = weights or cfg.MODEL.PRETRAINED
+    if not weights and source and not Path(source).is_file():
+        # benchmarking needs no trained weights: a missing backbone file is not an error here
+        logging.getLogger("benchmark").warning(
+            "MODEL.PRETRAINED %s not found: benchmarking calibrated random weights", source
+        )
+        source = ""
     if source:
         load_weights(model, source, strict=True)
         description = source

@@ -77,3 +77,10 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["--cfg", DEMO_CFG, "--device", "cuda", *TINY]) == 1
     assert "no CUDA GPU is visible" in capsys.readouterr().err
+
+
+def test_a_missing_pretrained_file_falls_back_to_random_weights(tmp_path, caplog):
+    result = _run(tmp_path, "--what", "infer", "--input-size", "32x32", "--variants", "fp32 eager",
+                  "MODEL.PRETRAINED", str(tmp_path / "absent.pth"))
+    assert result["weights"].startswith("calibrated random")
+    assert "absent.pth not found" in caplog.text
