@@ -74,7 +74,8 @@ def build_model(cfg, weights: str, device: torch.device) -> tuple[torch.nn.Modul
         )
         source = ""
     if source:
-        load_weights(model, source, strict=True)
+        # --weights: a trained model, every tensor; MODEL.PRETRAINED: a backbone, reported
+        load_weights(model, source, strict=bool(weights))
         description = source
     else:
         bm.calibrate(model)

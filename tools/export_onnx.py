@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         height = args.height or cfg.TEST.IMAGE_SIZE[1]
         width = args.width or cfg.TEST.IMAGE_SIZE[0]
         model = get_seg_model(cfg, load_pretrained=False)
-        load_weights(model, cfg.TEST.MODEL_FILE)  # logs what it loaded
+        load_weights(model, cfg.TEST.MODEL_FILE, strict=True)  # trained weights: every tensor
         head = export_onnx(
             model,
             args.output,

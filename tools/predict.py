@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
         configure_backends(cfg)  # CUDNN.BENCHMARK etc. of the experiment file
         model = get_seg_model(cfg, load_pretrained=False)
-        load_weights(model, cfg.TEST.MODEL_FILE)  # logs what it loaded
+        load_weights(model, cfg.TEST.MODEL_FILE, strict=True)  # trained weights: every tensor
         model = prepare_for_inference(model, cfg, device)
         report = predict_photos(
             model,

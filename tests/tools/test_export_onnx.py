@@ -78,3 +78,16 @@ def test_missing_weights_or_onnx_exit_with_status_2(tmp_path, capsys, monkeypatc
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(OnnxUnavailable, match="pip install onnx onnxruntime"):
         require_onnx()
+
+
+@needs_onnx
+def test_weights_without_the_ocr_head_are_refused(trained_like, tmp_path, capsys):
+    _, weights = trained_like
+    state = torch.load(weights, weights_only=True)
+    path = tmp_path / "no_ocr.pth"
+    torch.save({k: v for k, v in state.items() if not k.startswith("ocr_distri_head")}, path)
+    out = tmp_path / "m.onnx"
+    argv = ["--cfg", str(DEMO_CFG), "--output", str(out), "TEST.MODEL_FILE", str(path)]
+    assert export_tool.main(argv) == 2
+    assert f"{path}: strict load failed" in capsys.readouterr().err
+    assert not out.exists()

@@ -217,3 +217,15 @@ def test_a_full_disk_names_the_mask_and_leaves_no_file(weights, tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == f"error: {tmp_path / 'out' / 'masks' / 'a.png'}: no space left on device while writing it"
     assert not list((tmp_path / "out" / "masks").iterdir())
+
+
+def test_weights_without_the_ocr_head_are_refused(weights, tmp_path, capsys):
+    state = torch.load(weights, weights_only=True)
+    path = tmp_path / "no_ocr.pth"
+    torch.save({k: v for k, v in state.items() if not k.startswith("ocr_distri_head")}, path)
+    photo = tmp_path / "a.jpg"
+    _write_rgb(photo, np.zeros((96, 128, 3), np.uint8))
+    assert _run(path, [photo], tmp_path / "out", opts=["TEST.TILE_SCALE", "1.0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {path}: strict load failed") and "missing" in err
+    assert not (tmp_path / "out" / "masks").exists()
