@@ -30,5 +30,11 @@ def setup_logging(rank: int = 0, log_file: str | Path | None = None) -> None:
 def log_cli_error(logger: logging.Logger, err: BaseException) -> None:
     """The one-line error a CLI prints before exiting non-zero: type and first message line."""
     logging.getLogger().handlers or logging.basicConfig()
-    text = str(err).strip()
-    logger.error("%s: %s", type(err).__name__, text.splitlines()[0] if text else type(err).__name__)
+    name, text = type(err).__name__, str(err).strip()
+    if "Original Traceback" in text:
+        # an error raised in a DataLoader worker: torch re-raises it with the worker's
+        # traceback and the real message on its last line ("lib...DatasetError: list:3: ...")
+        last = [line for line in text.splitlines() if line.strip()][-1].strip()
+        head, _, message = last.partition(": ")
+        name, text = head.rsplit(".", 1)[-1], message or last
+    logger.error("%s: %s", name, text.splitlines()[0] if text else name)

@@ -1,0 +1,38 @@
+"""One error line for every CLI, also for errors raised inside DataLoader workers."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lib.datasets.base import DatasetError
+from lib.utils.logs import log_cli_error
+
+
+class Bad(Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        raise DatasetError("list/train.lst:3: label a.png is 10x10 but image a.jpg is 20x20")
+
+
+def test_a_worker_error_is_reported_with_its_own_message(caplog):
+    torch.set_num_threads(1)
+    try:
+        next(iter(DataLoader(Bad(), num_workers=1)))
+    except Exception as err:  # torch re-raises the worker's DatasetError with a traceback
+        caught = err
+    with caplog.at_level(logging.ERROR):
+        log_cli_error(logging.getLogger("t"), caught)
+    assert caplog.records[-1].getMessage() == (
+        "DatasetError: list/train.lst:3: label a.png is 10x10 but image a.jpg is 20x20"
+    )
+
+
+def test_a_plain_error_keeps_its_first_line(caplog):
+    with caplog.at_level(logging.ERROR):
+        log_cli_error(logging.getLogger("t"), ValueError("first line\nsecond"))
+    assert caplog.records[-1].getMessage() == "ValueError: first line"
