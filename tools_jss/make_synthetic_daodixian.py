@@ -23,12 +23,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--width", type=int, default=960, help="image width (default 960)")
     parser.add_argument("--height", type=int, default=540, help="image height (default 540)")
+    parser.add_argument(
+        "--style",
+        choices=["demo", "real"],
+        default="demo",
+        help="demo: wide visible wires (the demo); real: thin, low-contrast, occluded wires "
+        "among hard negatives, as in real inspection photos",
+    )
     args = parser.parse_args(argv)
     if args.num < 1 or args.width < 64 or args.height < 64:
         print("error: --num must be >= 1 and --width/--height >= 64", file=sys.stderr)
         return 2
     try:
-        json_path = generate(args.out, args.num, args.seed, args.width, args.height)
+        json_path = generate(
+            args.out, args.num, args.seed, args.width, args.height, style=args.style
+        )
     except OSError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -6,6 +6,12 @@ wide whose contrast varies but stays visible, and now and then a lattice tower o
 straight clutter line (not a wire). The wires are drawn from the same polygons that go into
 ONE annotation-platform JSON, so labels rasterised from it line up with the pixels.
 Everything is deterministic from the seed.
+
+`style="real"` (opt-in; the demo keeps the style above) draws what real inspection photos
+hold instead: 1-4 px wires (up to 8 for close-ups) in bundles whose spacing narrows with
+perspective, low contrast (8-60 grey levels, darker or brighter), cut where foliage hides them,
+a blurred image; and thin things that are not wires (road markings, kerbs, fences, branches,
+roof edges, shadows of the wires).
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ import numpy as np
 
 from lib.datasets.annotations import write_platform_json
 
-__all__ = ["background", "catenary", "wire_polygon", "draw_wire", "make_image", "generate"]
+__all__ = ["background", "catenary", "wire_polygon", "draw_wire", "make_image",
+           "make_real_image", "generate", "STYLES"]
 
 
 def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -194,6 +201,108 @@ def make_image(
     return image, polygons
 
 
+def _hard_negatives(rng: np.random.Generator, image: np.ndarray, scale: float) -> None:
+    """Thin things that are not wires, drawn in place (never labelled)."""
+    height, width = image.shape[:2]
+
+    def colour(lo, hi):
+        return tuple(float(v) for v in np.clip(rng.uniform(lo, hi) + rng.normal(0, 6, 3), 0, 255))
+
+    for _ in range(rng.integers(0, 3)):  # road markings: dashed bright lines
+        a, b = _edge_point(rng, width, height, 0), _edge_point(rng, width, height, 2)
+        for t in np.arange(0.0, 1.0, 0.08):
+            p, q = a + t * (b - a), a + (t + 0.04) * (b - a)
+            cv2.line(image, tuple(p.astype(int)), tuple(q.astype(int)), colour(200, 250),
+                     max(1, int(2 * scale)), cv2.LINE_AA)
+    for _ in range(rng.integers(0, 3)):  # kerbs and roof edges: long straight thin lines
+        a = np.array([rng.uniform(0, width), rng.uniform(0, height)])
+        d = rng.normal(0, 1, 2)
+        d /= np.linalg.norm(d)
+        length = rng.uniform(0.2, 0.8) * width
+        cv2.line(image, tuple(a.astype(int)), tuple((a + length * d).astype(int)),
+                 colour(20, 240), 1 + int(rng.integers(0, 2)), cv2.LINE_AA)
+    if rng.random() < 0.4:  # a fence: two parallel thin lines with posts
+        a = np.array([rng.uniform(0, width / 2), rng.uniform(0, height)])
+        b = a + np.array([rng.uniform(width / 3, width), rng.uniform(-height / 4, height / 4)])
+        c = colour(40, 120)
+        for off in (0, 4 * scale):
+            cv2.line(image, tuple((a + [0, off]).astype(int)), tuple((b + [0, off]).astype(int)),
+                     c, 1, cv2.LINE_AA)
+        for t in np.linspace(0, 1, int(rng.integers(5, 15))):
+            p = a + t * (b - a)
+            cv2.line(image, tuple(p.astype(int)), tuple((p + [0, 8 * scale]).astype(int)), c, 2)
+    for _ in range(rng.integers(0, 6)):  # branches: dark wiggly curves
+        p = np.array([rng.uniform(0, width), rng.uniform(0, height)])
+        points = [p]
+        heading = rng.uniform(0, 2 * np.pi)
+        for _ in range(int(rng.integers(5, 25))):
+            heading += rng.normal(0, 0.35)
+            p = p + rng.uniform(3, 10) * scale * np.array([np.cos(heading), np.sin(heading)])
+            points.append(p)
+        cv2.polylines(image, [np.asarray(points, np.int32)], False, colour(15, 60), 1, cv2.LINE_AA)
+    if rng.random() < 0.3:
+        _tower(rng, image)
+
+
+def make_real_image(
+    rng: np.random.Generator, width: int = 960, height: int = 540
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One photo in the "real" style (see the module doc) and its wire polygons in pixels."""
+    image = background(rng, width, height)
+    scale = min(width, height) / 360.0  # wire sizes as in 540x360 inspection photos
+    if rng.random() < 0.5:  # forest canopy: many small dark and lit blobs
+        for _ in range(int(rng.integers(100, 400))):
+            centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+            lit = rng.random() < 0.3
+            tone = (rng.uniform(60, 120), rng.uniform(90, 150), rng.uniform(40, 80)) if lit else (
+                rng.uniform(10, 40), rng.uniform(30, 70), rng.uniform(10, 35))
+            cv2.circle(image, centre, int(rng.integers(2, 9) * scale), tone, -1, cv2.LINE_AA)
+    _hard_negatives(rng, image, scale)
+    clean = image.copy()
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    polygons = []
+    for _ in range(rng.integers(1, 4)):
+        side = int(rng.integers(0, 2))
+        p0 = _edge_point(rng, width, height, side)
+        p1 = _edge_point(rng, width, height, side + 2)
+        sag = rng.uniform(0, 0.1) * np.linalg.norm(p1 - p0)
+        direction = (p1 - p0) / np.linalg.norm(p1 - p0)
+        offset = np.array([-direction[1], direction[0]])
+        near, far = rng.uniform(6, 30) * scale, rng.uniform(0.3, 1.0)  # perspective: spacing shrinks
+        close_up = rng.random() < 0.15
+        shadow = rng.random() < 0.3
+        for k in range(int(rng.integers(1, 5))):
+            centre = catenary(p0 + k * near * offset, p1 + k * near * far * offset, sag, n=96)
+            width_px = (rng.uniform(3, 8) if close_up else rng.uniform(1, 4)) * scale
+            mid = centre[48].astype(int)
+            local = float(grey[np.clip(mid[1], 0, height - 1), np.clip(mid[0], 0, width - 1)])
+            contrast = rng.uniform(8, 60)
+            darker = local - contrast > 0 and (local > 120 or rng.random() < 0.5)
+            value = local - contrast if darker else min(local + contrast, 255.0)
+            col = tuple(float(np.clip(value + d, 0, 255)) for d in rng.normal(0, 5, 3))
+            if shadow:  # the wire's shadow on the ground: darker, offset, not a wire
+                s_centre = centre + np.array([rng.uniform(15, 40), rng.uniform(15, 40)]) * scale
+                draw_wire(image, wire_polygon(s_centre, width_px), tuple(0.75 * v for v in
+                          clean[np.clip(int(s_centre[48, 1]), 0, height - 1),
+                                np.clip(int(s_centre[48, 0]), 0, width - 1)].tolist()))
+            # occlusion: foliage hides some stretches; each visible stretch is its own polygon
+            cuts = sorted(rng.choice(np.arange(8, 88), size=2 * int(rng.integers(0, 3)), replace=False))
+            bounds = [0, *cuts, 96]
+            for a, b in zip(bounds[::2], bounds[1::2]):
+                if b - a < 3:
+                    continue
+                polygon = wire_polygon(centre[a:b], width_px)
+                draw_wire(image, polygon, col)
+                polygons.append(polygon)
+    image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, 1.2))
+    noise = rng.normal(0, rng.uniform(1, 5), image.shape)
+    image = np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    return image, polygons
+
+
+STYLES = {"demo": make_image, "real": make_real_image}
+
+
 def generate(
     out: str | Path,
     num: int = 48,
@@ -201,14 +310,20 @@ def generate(
     width: int = 960,
     height: int = 540,
     quality: int = 92,
+    style: str = "demo",
 ) -> Path:
-    """Write `num` JPEGs to `out`/images and ONE platform JSON `out`/annotations.json; return its path."""
+    """Write `num` JPEGs to `out`/images and ONE platform JSON `out`/annotations.json; return its path.
+
+    style: "demo" (the demo's wide, visible wires) or "real" (thin, low-contrast, occluded
+    wires among hard negatives; see the module doc)."""
+    if style not in STYLES:
+        raise ValueError(f"style {style!r}; known: {', '.join(STYLES)}")
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     entries = []
     for i in range(num):
         rng = np.random.default_rng([seed, i])  # each image depends only on (seed, i)
-        image, polygons = make_image(rng, width, height)
+        image, polygons = STYLES[style](rng, width, height)
         name = f"synthetic_{i:04d}.jpg"
         ok, data = cv2.imencode(
             ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]

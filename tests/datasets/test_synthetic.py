@@ -85,3 +85,26 @@ def test_generator_converter_dataset_batch_round_trip(tmp_path):
         and val[0][1].shape == (180, 320)
         and set(torch.unique(val[0][1]).tolist()) == {0, 1}
     )
+
+
+def test_real_style_is_thin_low_contrast_and_keeps_the_conventions(tmp_path):
+    from lib.datasets.synthetic import make_real_image
+
+    a, polys = make_real_image(np.random.default_rng([3, 0]), 540, 360)
+    b, _ = make_real_image(np.random.default_rng([3, 0]), 540, 360)
+    assert np.array_equal(a, b) and len(polys) >= 1
+    json_path = generate(tmp_path / "raw", num=12, seed=2, width=540, height=360, style="real")
+    root = tmp_path / "data"
+    convert([json_path], ConvertOptions(images=tmp_path / "raw" / "images",
+                                        out=root / "daodixian_seg",
+                                        list_dir=root / "list" / "daodixian_seg"))
+    labels = [decode_label(p) for p in sorted((root / "daodixian_seg").rglob("*.png"))]
+    fraction = np.mean([lab.mean() for lab in labels])
+    assert 0.001 < fraction < 0.03  # thin wires: far fewer wire pixels than the demo style
+    # every labelled wire pixel still sits on a drawn wire: the label follows the image
+    image = decode_image(sorted((root / "daodixian_seg").rglob("*.jpg"))[0]).astype(float)
+    label = decode_label(sorted((root / "daodixian_seg").rglob("*.png"))[0])
+    contrast = np.abs(image - cv2.blur(image, (9, 9))).mean(-1)
+    assert contrast[label == 1].mean() > contrast[label == 0].mean()
+    with np.testing.assert_raises(ValueError):
+        generate(tmp_path / "x", num=1, style="photo")
