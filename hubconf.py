@@ -41,31 +41,28 @@ def _build(entry: str, weights: str | None, num_classes: int | None):
     return model.eval()
 
 
-def hrnet_ocr_w48(weights: str | None = None, num_classes: int | None = None):
-    """HRNetV2-W48 + OCR, Cityscapes (19 classes): the 81.6 mIoU model of the official project."""
-    return _build("hrnet_ocr_w48", weights, num_classes)
+def _entry(name: str, doc: str):
+    """A torch.hub entry point `name(weights=None, num_classes=None)` for _CONFIGS[name]."""
+
+    def load(weights: str | None = None, num_classes: int | None = None):
+        return _build(name, weights, num_classes)
+
+    load.__name__ = load.__qualname__ = name
+    load.__doc__ = doc
+    return load
 
 
-def hrnet_w48(weights: str | None = None, num_classes: int | None = None):
-    """HRNetV2-W48, Cityscapes (19 classes)."""
-    return _build("hrnet_w48", weights, num_classes)
-
-
-def hrnet_w18_small_v1(weights: str | None = None, num_classes: int | None = None):
-    """HRNetV2-W18-Small-v1, Cityscapes (19 classes)."""
-    return _build("hrnet_w18_small_v1", weights, num_classes)
-
-
-def hrnet_w18_small_v2(weights: str | None = None, num_classes: int | None = None):
-    """HRNetV2-W18-Small-v2, Cityscapes (19 classes)."""
-    return _build("hrnet_w18_small_v2", weights, num_classes)
-
-
-def hrnet_ocr_w48_powerline(weights: str | None = None, num_classes: int | None = None):
-    """HRNetV2-W48 + OCR for power lines (background, wire)."""
-    return _build("hrnet_ocr_w48_powerline", weights, num_classes)
-
-
-def hrnet_ocr_w18_small_powerline(weights: str | None = None, num_classes: int | None = None):
-    """HRNetV2-W18-Small-v1 + OCR for power lines (the few-real-photos recipe)."""
-    return _build("hrnet_ocr_w18_small_powerline", weights, num_classes)
+hrnet_ocr_w48 = _entry(
+    "hrnet_ocr_w48",
+    "HRNetV2-W48 + OCR, Cityscapes (19 classes): the 81.6 mIoU model of the official project.",
+)
+hrnet_w48 = _entry("hrnet_w48", "HRNetV2-W48, Cityscapes (19 classes).")
+hrnet_w18_small_v1 = _entry("hrnet_w18_small_v1", "HRNetV2-W18-Small-v1, Cityscapes (19 classes).")
+hrnet_w18_small_v2 = _entry("hrnet_w18_small_v2", "HRNetV2-W18-Small-v2, Cityscapes (19 classes).")
+hrnet_ocr_w48_powerline = _entry(
+    "hrnet_ocr_w48_powerline", "HRNetV2-W48 + OCR for power lines (background, wire)."
+)
+hrnet_ocr_w18_small_powerline = _entry(
+    "hrnet_ocr_w18_small_powerline",
+    "HRNetV2-W18-Small-v1 + OCR for power lines (the few-real-photos recipe).",
+)

@@ -107,15 +107,12 @@ def state_diff(a: Path, b: Path) -> tuple[bool, float]:
     sb = torch.load(b, map_location="cpu", weights_only=True)
     if sa.keys() != sb.keys():
         return False, float("inf")
-    equal, diff = True, 0.0
-    for k, v in sa.items():
-        w = sb[k]
-        if v.is_floating_point():
-            d = (v.double() - w.double()).abs().max().item() if v.numel() else 0.0
-            diff = max(diff, d)
-            equal &= torch.equal(v, w)
-        else:
-            equal &= torch.equal(v, w)
+    equal = all(torch.equal(v, sb[k]) for k, v in sa.items())
+    diff = max(
+        ((v.double() - sb[k].double()).abs().max().item() for k, v in sa.items()
+         if v.is_floating_point() and v.numel()),
+        default=0.0,
+    )
     return equal, diff
 
 

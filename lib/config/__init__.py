@@ -20,7 +20,7 @@ from yacs.config import CfgNode
 
 from lib.config.defaults import defaults
 
-__all__ = ["ConfigError", "get_config", "config_name", "CfgNode"]
+__all__ = ["ConfigError", "get_config", "config_name", "wire_classes", "CfgNode"]
 
 
 class ConfigError(ValueError):
@@ -169,6 +169,11 @@ def _check_values(cfg: CfgNode, source: str) -> None:
         )
     if not list(cfg.TEST.SCALE_LIST) or not all(v > 0 for v in cfg.TEST.SCALE_LIST):
         raise ConfigError(f"TEST.SCALE_LIST is {list(cfg.TEST.SCALE_LIST)} {where}; give scales > 0")
+
+
+def wire_classes(cfg: CfgNode) -> list[int]:
+    """The class ids that are wires: TEST.WIRE_CLASSES, or [1] (the power-line wire) when empty."""
+    return [int(c) for c in cfg.TEST.WIRE_CLASSES] or [1]
 
 
 def config_name(cfg_file: str | Path) -> str:

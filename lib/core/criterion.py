@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.config import wire_classes
+
 
 def _resize_to(score: torch.Tensor, target: torch.Tensor, align_corners: bool) -> torch.Tensor:
     if score.shape[-2:] != target.shape[-2:]:
@@ -151,15 +153,8 @@ class SkeletonRecall(nn.Module):
         self.iters = iters
 
     @property
-    def balance_weights(self):
-        return self.base.balance_weights
-
-    @property
     def weight(self):  # the class weights (saved as loss.criterion.weight)
         return self.base.weight
-
-    def term(self, score, target, is_main):
-        return self.base.term(score, target, is_main)
 
     def forward(self, outputs, target: torch.Tensor) -> torch.Tensor:
         loss = self.base(outputs, target)
@@ -189,6 +184,7 @@ def build_criterion(cfg, class_weights: torch.Tensor | None = None) -> nn.Module
     else:
         loss = CrossEntropy(**common)
     if cfg.LOSS.SKELETON_RECALL > 0:
-        wire = list(cfg.TEST.WIRE_CLASSES) or [1]
-        return SkeletonRecall(loss, cfg.LOSS.SKELETON_RECALL, wire, cfg.LOSS.SKELETON_ITERS)
+        return SkeletonRecall(
+            loss, cfg.LOSS.SKELETON_RECALL, wire_classes(cfg), cfg.LOSS.SKELETON_ITERS
+        )
     return loss

@@ -329,16 +329,18 @@ def testval(
                         pred, label.shape[-2:], mode="bilinear", align_corners=align_corners
                     )
             ids = decide(pred[0], wire_threshold, wire_classes)  # argmax when threshold <= 0
+            want_prob = (sweep is not None and cm is not None) or (save_dir is not None and save_prob)
+            prob = wire_probability(pred[0], wire_classes) if want_prob else None
             if cm is not None:
                 cm.update(label, ids[None])
                 if wire_metrics is not None:
                     wire_metrics.update(ids, label[0])
                 if sweep is not None:
-                    sweep.update(wire_probability(pred[0], wire_classes), label[0])
+                    sweep.update(prob, label[0])
             if save_dir is not None:
                 _save_prediction(ids.cpu().numpy(), names[k], save_dir, palette, id_values)
                 if save_prob:
-                    _save_probability(wire_probability(pred[0], wire_classes), names[k], save_dir)
+                    _save_probability(prob, names[k], save_dir)
     if cm is None:
         return None
     cm.reduce_from_all_processes()

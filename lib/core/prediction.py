@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from lib.config import wire_classes
 from lib.core.thresholds import resolve_threshold
 from lib.core.tiling import tiled_predict
 from lib.core.vectorize import count_segments, platform_entry, write_preannotations
@@ -60,13 +61,11 @@ LIST_SUFFIXES = (".txt", ".lst")
 def _list_entry(line: str, list_file: Path) -> Path:
     """The photo of one list line: the first tab field, the whole line when that names a file
     (a one-column list whose names hold spaces), else the first whitespace field."""
-    if "\t" in line:
-        first = parse_line(line)[0]
-    else:
-        whole = line.strip()
-        whole_path = Path(whole) if Path(whole).is_absolute() else list_file.parent / whole
-        first = whole if whole_path.is_file() else line.split()[0]
-    item = Path(first)
+    fields = parse_line(line)
+    if len(fields) > 1 and "\t" not in line:  # "a b": two paths, or one name with a space?
+        whole = list_file.parent / line.strip()  # (an absolute line stays absolute)
+        fields = [line.strip()] if whole.is_file() else fields
+    item = Path(fields[0])
     return item if item.is_absolute() else list_file.parent / item
 
 
@@ -82,13 +81,14 @@ def list_photos(
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
+            root = path.resolve()  # once per folder, not per photo
             found = sorted(
                 p
-                for p in path.rglob("*")
+                for p in root.rglob("*")
                 if p.suffix.lower() in IMAGE_SUFFIXES
-                and not (skip is not None and p.resolve().is_relative_to(skip))
+                and not (skip is not None and p.is_relative_to(skip))
             )
-            photos += [(p, p.relative_to(path).as_posix()) for p in found]
+            photos += [(path / p.relative_to(root), p.relative_to(root).as_posix()) for p in found]
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
             for line in path.read_text(encoding="utf-8").split("\n"):
                 if line.strip() and not line.lstrip().startswith("#"):
@@ -141,14 +141,10 @@ def read_label(path: Path, cfg, dilate: int = 0) -> np.ndarray:
         ids = raw.astype(np.int64)
     if dilate > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate + 1, 2 * dilate + 1))
-        for cls in _wire_classes(cfg):
+        for cls in wire_classes(cfg):
             grown = cv2.dilate((ids == cls).astype(np.uint8), kernel) > 0
             ids[grown & (ids != ignore)] = cls
     return ids
-
-
-def _wire_classes(cfg) -> list[int]:
-    return list(cfg.TEST.WIRE_CLASSES) or [1]
 
 
 def _atomic(path: Path, write) -> None:
@@ -227,18 +223,17 @@ def _predict_one(
     label_path: Path | None,
     label_dilate: int,
     device,
-    threshold: float = 0.0,
-    stem: str | None = None,
+    threshold: float,
+    stem: str,
 ) -> dict:
     start = time.perf_counter()
     rgb = decode_image(photo)
-    wire = _wire_classes(cfg)
+    wire = wire_classes(cfg)
     result = tiled_predict(
         model, rgb, wire_threshold=threshold, wire_classes=wire,
         return_prob=cfg.TEST.SAVE_PROB, **tiling_kwargs(cfg),
     )
     ids, prob = result if cfg.TEST.SAVE_PROB else (result, None)
-    stem = stem or str(Path(rel).with_suffix(""))
     _atomic(out / "masks" / f"{stem}.png", lambda p: save_id_png(ids, p))
     if cfg.TEST.SAVE_PROB:
         _atomic(out / "probs" / f"{stem}.png", lambda p: save_id_png(prob, p))

@@ -6,6 +6,7 @@ import os
 
 from yacs.config import CfgNode
 
+from lib.config import wire_classes
 from lib.datasets.base import DatasetError, ListDataset
 from lib.datasets.cityscapes import CityscapesDataset
 from lib.datasets.daodixian import PowerLineDataset
@@ -56,5 +57,5 @@ def build_dataset(cfg: CfgNode, split: str) -> ListDataset:
         skip_bad_samples=cfg.DATASET.SKIP_BAD_SAMPLES,
         wire_augment=wire_augment_from_cfg(cfg) if augment else None,
         label_dilate=cfg.DATASET.LABEL_DILATE,
-        dilate_classes=tuple(cfg.TEST.WIRE_CLASSES) or (1,),
+        dilate_classes=tuple(wire_classes(cfg)),
     )

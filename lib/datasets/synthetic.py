@@ -23,8 +23,8 @@ import numpy as np
 
 from lib.datasets.annotations import write_platform_json
 
-__all__ = ["background", "catenary", "wire_polygon", "draw_wire", "make_image",
-           "make_real_image", "generate", "STYLES"]
+__all__ = ["background", "catenary", "wire_polygon", "draw_wire", "contrasting_grey",
+           "make_image", "make_real_image", "generate", "STYLES"]
 
 
 def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -201,6 +201,19 @@ def make_image(
     return image, polygons
 
 
+def contrasting_grey(
+    grey: np.ndarray, centre: np.ndarray, contrast: float, coin, darker_above: float
+) -> float:
+    """A grey level `contrast` away from the photo under the middle of the wire `centre`:
+    darker over ground brighter than `darker_above`, else darker or brighter by `coin()`
+    (called only then), and brighter where darker would go below 0."""
+    height, width = grey.shape[:2]
+    mid = centre[len(centre) // 2].astype(int)
+    local = float(grey[np.clip(mid[1], 0, height - 1), np.clip(mid[0], 0, width - 1)])
+    darker = local - contrast > 0 and (local > darker_above or coin() < 0.5)
+    return local - contrast if darker else min(local + contrast, 255.0)
+
+
 def _hard_negatives(rng: np.random.Generator, image: np.ndarray, scale: float) -> None:
     """Thin things that are not wires, drawn in place (never labelled)."""
     height, width = image.shape[:2]
@@ -274,11 +287,7 @@ def make_real_image(
         for k in range(int(rng.integers(1, 5))):
             centre = catenary(p0 + k * near * offset, p1 + k * near * far * offset, sag, n=96)
             width_px = (rng.uniform(3, 8) if close_up else rng.uniform(1, 4)) * scale
-            mid = centre[48].astype(int)
-            local = float(grey[np.clip(mid[1], 0, height - 1), np.clip(mid[0], 0, width - 1)])
-            contrast = rng.uniform(8, 60)
-            darker = local - contrast > 0 and (local > 120 or rng.random() < 0.5)
-            value = local - contrast if darker else min(local + contrast, 255.0)
+            value = contrasting_grey(grey, centre, rng.uniform(8, 60), rng.random, 120)
             col = tuple(float(np.clip(value + d, 0, 255)) for d in rng.normal(0, 5, 3))
             if shadow:  # the wire's shadow on the ground: darker, offset, not a wire
                 s_centre = centre + np.array([rng.uniform(15, 40), rng.uniform(15, 40)]) * scale

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from lib.datasets.synthetic import catenary, draw_wire, wire_polygon
+from lib.config import wire_classes
+from lib.datasets.annotations import ImageAnnotation, Shape, rasterise
+from lib.datasets.synthetic import catenary, contrasting_grey, draw_wire, wire_polygon
 
 __all__ = ["WireAugment", "wire_augment_from_cfg", "paste_wires"]
 
@@ -45,13 +47,14 @@ def paste_wires(
     """Draw 1-3 bundles of 1-3 sagging, anti-aliased wires onto an RGB uint8 crop.
 
     Wires are a little darker or brighter than what lies behind them (contrast 15-70 grey
-    levels, the range of real photos), `widths` pixels wide; their pixels (coverage >= half)
-    become `wire_class` in the label, except where the label is `ignore_label`.
+    levels, the range of real photos), `widths` pixels wide; their polygons become
+    `wire_class` in the label (rasterised as the converter does), except where the label is
+    `ignore_label`.
     """
     h, w = label.shape[:2]
     image = image.copy()
-    label = label.copy()
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    shapes = []
     for _ in range(rnd.randint(1, 3)):
         angle = rnd.uniform(0, np.pi)
         direction = np.array([np.cos(angle), np.sin(angle)])
@@ -65,17 +68,14 @@ def paste_wires(
         for k in range(rnd.randint(1, 3)):
             line = catenary(p0 + k * spacing * normal, p1 + k * spacing * normal, sag, n=96)
             polygon = wire_polygon(line, width)
-            mid = line[48].astype(int)
-            local = float(grey[np.clip(mid[1], 0, h - 1), np.clip(mid[0], 0, w - 1)])
-            contrast = rnd.uniform(15, 70)
-            darker = local - contrast > 0 and (local > 128 or rnd.random() < 0.5)
-            value = local - contrast if darker else min(local + contrast, 255.0)
+            value = contrasting_grey(grey, line, rnd.uniform(15, 70), rnd.random, 128)
             tint = [value + rnd.gauss(0, 4) for _ in range(3)]
             draw_wire(image, polygon, tuple(float(np.clip(v, 0, 255)) for v in tint))
-            mask = np.zeros((h, w), np.uint8)
-            points = np.round((polygon - 0.5) * 16).astype(np.int32)
-            cv2.fillPoly(mask, [points], 1, cv2.LINE_8, shift=4)
-            label[(mask > 0) & (label != ignore_label)] = wire_class
+            shapes.append(Shape("polygon", polygon, "wire"))
+    # labelled as the converter labels the generator's polygons
+    mask = rasterise(ImageAnnotation("pasted wires", "", shapes), w, h, {"wire": 1})
+    label = label.copy()
+    label[(mask > 0) & (label != ignore_label)] = wire_class
     return image, label
 
 
@@ -129,7 +129,6 @@ class WireAugment:
 
 def wire_augment_from_cfg(cfg) -> WireAugment:
     """The TRAIN.AUG_* keys as a WireAugment (inactive with the defaults)."""
-    wire = list(cfg.TEST.WIRE_CLASSES) or [1]
     return WireAugment(
         rotate=float(cfg.TRAIN.AUG_ROTATE),
         color_jitter=float(cfg.TRAIN.AUG_COLOR_JITTER),
@@ -137,6 +136,6 @@ def wire_augment_from_cfg(cfg) -> WireAugment:
         noise=float(cfg.TRAIN.AUG_NOISE),
         jpeg=float(cfg.TRAIN.AUG_JPEG),
         paste_wires=float(cfg.TRAIN.AUG_PASTE_WIRES),
-        wire_class=int(wire[0]),
+        wire_class=wire_classes(cfg)[0],
         ignore_label=int(cfg.TRAIN.IGNORE_LABEL),
     )

@@ -162,6 +162,18 @@ def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor if tensor.device == device else tensor.to(device)
 
 
+def _in_place(tensor: torch.Tensor, collective) -> torch.Tensor:
+    """Run `collective(work)` on `tensor` or its copy on the backend's device, the result back
+    in `tensor`; nothing without a process group."""
+    if not initialized():
+        return tensor
+    work = _to(tensor, collective_device())
+    collective(work)
+    if work is not tensor:
+        tensor.copy_(work)
+    return tensor
+
+
 def barrier() -> None:
     if initialized():
         if str(dist.get_backend()).lower() == "nccl":
@@ -177,13 +189,7 @@ def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     """
     if op not in _OPS:
         raise ValueError(f"all_reduce op {op!r}; known: {sorted(_OPS)}")
-    if not initialized():
-        return tensor
-    work = _to(tensor, collective_device())
-    dist.all_reduce(work, op=getattr(dist.ReduceOp, _OPS[op]))
-    if work is not tensor:
-        tensor.copy_(work)
-    return tensor
+    return _in_place(tensor, lambda work: dist.all_reduce(work, op=getattr(dist.ReduceOp, _OPS[op])))
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -193,13 +199,7 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
 def broadcast(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     """Rank `src`'s values into `tensor` on every rank, in place; returns it."""
-    if not initialized():
-        return tensor
-    work = _to(tensor, collective_device())
-    dist.broadcast(work, src)
-    if work is not tensor:
-        tensor.copy_(work)
-    return tensor
+    return _in_place(tensor, lambda work: dist.broadcast(work, src))
 
 
 def broadcast_object(obj, src: int = 0):
