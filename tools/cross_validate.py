@@ -7,12 +7,18 @@
 
 For each fold k (fold<k>_train.lst / fold<k>_val.lst in --folds) this trains tools/train.py's
 way with DATASET.TRAIN_SET / TEST_SET set to the fold's lists, into
-OUTPUT_DIR/<dataset>/<cfg name>_fold<k>/, and scores the last epoch's validation (single
-scale, whole photos, argmax): tolerant wire precision / recall / F1 (TEST.WIRE_TOLERANCE),
-clDice, mIoU. It prints one row per fold, the mean and the worst, and writes
-OUTPUT_DIR/<dataset>/<cfg name>_cv.json. A fold whose training finished earlier is not trained
-again (its checkpoint holds its scores) unless --overwrite; a killed run resumes its fold with
-TRAIN.RESUME. Exit status: 0 every fold scored, 1 error (one line on stderr).
+OUTPUT_DIR/<dataset>/<cfg name>_fold<k>/, then scores the fold's final weights on its held-out
+photos the way tools/test.py would (TEST.SCALE_LIST, TEST.FLIP_TEST): tolerant wire precision
+/ recall / F1 (TEST.WIRE_TOLERANCE), clDice and mIoU at argmax, and wire P / R / F1 at a
+probability threshold picked on the *other* folds' held-out photos (the honest use of a
+threshold). It prints one row per fold, the mean and the worst, and the threshold picked on
+all folds together: the TEST.WIRE_THRESHOLD to give a model trained on every photo with the
+same recipe. Everything goes to OUTPUT_DIR/<dataset>/<cfg name>_cv.json.
+
+A fold whose training finished earlier is not trained again (its checkpoint holds its
+scores) unless --overwrite, and its held-out scores are kept (cv_eval.json in its folder)
+while the test settings are the same; a killed run resumes its fold with TRAIN.RESUME.
+Exit status: 0 every fold scored, 1 error (one line on stderr).
 """
 
 from __future__ import annotations
@@ -25,12 +31,18 @@ import sys
 from pathlib import Path
 
 from lib.config import config_name, get_config
+from lib.core.evaluator import evaluate
+from lib.core.thresholds import DEFAULT_THRESHOLDS, ThresholdSweep, held_out_thresholds
 from lib.core.trainer import train
+from lib.core.wire_metrics import wire_metrics_from_cfg
+from lib.utils.atomic import write_text_atomic
 from lib.utils.checkpoint import load_file
+from lib.utils.distributed import cleanup
 from lib.utils.logs import log_cli_error
 
 logger = logging.getLogger("cross_validate")
 KEYS = ("f1", "precision", "recall", "cldice")
+EVAL_FILE = "cv_eval.json"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -64,14 +76,8 @@ def find_folds(folder: Path) -> list[int]:
     return numbers
 
 
-def fold_scores(metrics: dict) -> dict:
-    wire = metrics.get("wire")
-    if not wire:
-        raise ValueError("the validation reported no wire scores (set TEST.WIRE_CLASSES)")
-    return {**{k: wire[k] for k in KEYS}, "miou": metrics["miou"]}
-
-
-def run_fold(args, k: int) -> dict:
+def run_fold(args, k: int):
+    """Train fold k unless done; returns (its config with TEST.MODEL_FILE set, its folder)."""
     folder = args.folds.resolve()
     name = f"{config_name(args.cfg)}_fold{k}"
     opts = [
@@ -82,29 +88,107 @@ def run_fold(args, k: int) -> dict:
     cfg = get_config(args.cfg, opts)
     out = Path(cfg.OUTPUT_DIR) / cfg.DATASET.DATASET / name
     done = out / "final_state.pth"
+    finished = False
     if done.is_file() and not args.overwrite:
         ckpt = load_file(out / "checkpoint.pth.tar")
-        if ckpt.get("epoch") == cfg.TRAIN.END_EPOCH + cfg.TRAIN.EXTRA_EPOCH and "metrics" in ckpt:
-            logger.info("fold %d: done earlier (%s)", k, out)
-            return fold_scores(ckpt["metrics"])
-    resume = (out / "checkpoint.pth.tar").is_file() and not args.overwrite
+        finished = ckpt.get("epoch") == cfg.TRAIN.END_EPOCH + cfg.TRAIN.EXTRA_EPOCH
     cfg.defrost()
-    cfg.TRAIN.RESUME = resume
-    cfg.TRAIN.OVERWRITE = bool(args.overwrite)
+    if finished:
+        logger.info("fold %d: trained earlier (%s)", k, out)
+    else:
+        cfg.TRAIN.RESUME = (out / "checkpoint.pth.tar").is_file() and not args.overwrite
+        cfg.TRAIN.OVERWRITE = bool(args.overwrite)
+        cfg.freeze()
+        train(cfg, name)
+        cfg.defrost()
+        (out / EVAL_FILE).unlink(missing_ok=True)  # new weights: score them again
+    cfg.TEST.MODEL_FILE = str(done)
+    cfg.TEST.WIRE_THRESHOLD = -1.0  # argmax; the threshold columns come from the sweep
     cfg.freeze()
-    result = train(cfg, name)
-    return fold_scores(result["last"])
+    return cfg, out
 
 
-def table(rows: dict[int, dict]) -> str:
-    lines = [f"{'fold':>6}  {'F1':>7}  {'P':>7}  {'R':>7}  {'clDice':>7}  {'mIoU':>7}"]
-    for k, r in rows.items():
-        lines.append(f"{k:>6}  {r['f1']:>7.4f}  {r['precision']:>7.4f}  {r['recall']:>7.4f}  "
-                     f"{r['cldice']:>7.4f}  {r['miou']:>7.4f}")
-    for label, pick in (("mean", statistics.fmean), ("worst", min)):
-        vals = {key: pick(r[key] for r in rows.values()) for key in (*KEYS, "miou")}
-        lines.append(f"{label:>6}  {vals['f1']:>7.4f}  {vals['precision']:>7.4f}  "
-                     f"{vals['recall']:>7.4f}  {vals['cldice']:>7.4f}  {vals['miou']:>7.4f}")
+def eval_settings(cfg) -> dict:
+    """What the held-out scores depend on besides the weights (a change scores again)."""
+    return {
+        "scales": [float(v) for v in cfg.TEST.SCALE_LIST],
+        "flip": bool(cfg.TEST.FLIP_TEST),
+        "base_size": int(cfg.TEST.BASE_SIZE),
+        "image_size": [int(v) for v in cfg.TEST.IMAGE_SIZE],
+        "tolerance": float(cfg.TEST.WIRE_TOLERANCE),
+        "label_dilate": int(cfg.DATASET.LABEL_DILATE),
+        "thresholds": list(DEFAULT_THRESHOLDS),
+        "test_set": cfg.DATASET.TEST_SET,
+    }
+
+
+def score_fold(cfg, out: Path, k: int) -> dict:
+    """The fold's held-out scores at argmax and its threshold-sweep counts (kept on disk)."""
+    path = out / EVAL_FILE
+    settings = eval_settings(cfg)
+    if path.is_file():
+        try:
+            kept = json.loads(path.read_text(encoding="utf-8"))
+            if kept.get("settings") == settings:
+                return kept
+        except ValueError:
+            pass  # a damaged file: score again
+    wire = wire_metrics_from_cfg(cfg)
+    if wire is None:
+        raise ValueError(f"{cfg.DATASET.DATASET} has no wire class: set TEST.WIRE_CLASSES")
+    sweep = ThresholdSweep(DEFAULT_THRESHOLDS, wire.wire_classes, wire.tolerance,
+                           wire.ignore_label)
+    metrics = evaluate(cfg, out.name, save=False, sweep=sweep)
+    record = {
+        "settings": settings,
+        "scores": {**{key: metrics["wire"][key] for key in KEYS}, "miou": metrics["miou"]},
+        "counts": sweep.counts.tolist(),
+    }
+    write_text_atomic(path, json.dumps(record))
+    logger.info("fold %d: wire F1 %.4f on %d held-out photos", k, record["scores"]["f1"],
+                sweep.images)
+    return record
+
+
+def summarise(records: dict[int, dict]) -> dict:
+    """Per-fold rows (argmax scores + threshold picked on the other folds), mean, worst."""
+    rows = {k: dict(r["scores"]) for k, r in records.items()}
+    pooled = None
+    if len(records) >= 2:
+        held = held_out_thresholds({k: r["counts"] for k, r in records.items()},
+                                   DEFAULT_THRESHOLDS)
+        for k, row in held["folds"].items():
+            rows[k].update({"threshold": row["threshold"], "f1_at_threshold": row["f1"],
+                            "precision_at_threshold": row["precision"],
+                            "recall_at_threshold": row["recall"]})
+        pooled = held["pooled"]
+    columns = [c for c in next(iter(rows.values())) if c != "threshold"]
+    return {
+        "folds": rows,
+        "mean": {c: statistics.fmean(r[c] for r in rows.values()) for c in columns},
+        "worst": {c: min(r[c] for r in rows.values()) for c in columns},
+        "threshold_for_all_photos": pooled,
+    }
+
+
+def table(summary: dict) -> str:
+    rows = summary["folds"]
+    thr = summary["threshold_for_all_photos"] is not None
+    head = f"{'fold':>6}  {'F1':>7}  {'P':>7}  {'R':>7}  {'clDice':>7}  {'mIoU':>7}"
+    if thr:
+        head += f"  |  {'thresh':>6}  {'F1':>7}  {'P':>7}  {'R':>7}"
+
+    def line(label, r, t="") -> str:
+        text = (f"{label:>6}  {r['f1']:>7.4f}  {r['precision']:>7.4f}  {r['recall']:>7.4f}  "
+                f"{r['cldice']:>7.4f}  {r['miou']:>7.4f}")
+        if thr:
+            text += (f"  |  {t:>6}  {r['f1_at_threshold']:>7.4f}  "
+                     f"{r['precision_at_threshold']:>7.4f}  {r['recall_at_threshold']:>7.4f}")
+        return text
+
+    lines = [head, *(line(str(k), r, f"{r['threshold']:.2f}" if thr else "")
+                     for k, r in rows.items())]
+    lines += [line("mean", summary["mean"]), line("worst", summary["worst"])]
     return "\n".join(lines)
 
 
@@ -118,25 +202,36 @@ def main(argv=None) -> int:
             if unknown:
                 raise ValueError(f"--only {args.only}: no fold {unknown[0]} in {args.folds}")
             numbers = [k for k in numbers if k in wanted]
-        rows = {k: run_fold(args, k) for k in numbers}
+        records = {}
+        for k in numbers:
+            cfg, out = run_fold(args, k)
+            records[k] = score_fold(cfg, out, k)
         cfg = get_config(args.cfg, args.opts)
         summary = {
             "cfg": args.cfg,
             "folds_dir": str(args.folds),
-            "folds": rows,
-            "mean": {key: statistics.fmean(r[key] for r in rows.values()) for key in (*KEYS, "miou")},
-            "worst": {key: min(r[key] for r in rows.values()) for key in (*KEYS, "miou")},
-            "tolerance": cfg.TEST.WIRE_TOLERANCE,
+            **summarise(records),
+            "test": {key: eval_settings(cfg)[key] for key in ("scales", "flip", "tolerance")},
         }
         path = Path(cfg.OUTPUT_DIR) / cfg.DATASET.DATASET / f"{config_name(args.cfg)}_cv.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(summary, indent=2))
+        write_text_atomic(path, json.dumps(summary, indent=2))
     except (ValueError, RuntimeError, OSError) as err:
         log_cli_error(logger, err)
         return 1
-    print(table(rows))
-    print(f"wire F1 mean {summary['mean']['f1']:.4f}, worst {summary['worst']['f1']:.4f} "
-          f"over {len(rows)} folds; {path}")
+    finally:
+        cleanup()
+    print(table(summary))
+    mean, worst = summary["mean"], summary["worst"]
+    print(f"wire F1 over {len(records)} folds: mean {mean['f1']:.4f}, worst {worst['f1']:.4f} "
+          f"at argmax", end="")
+    pooled = summary["threshold_for_all_photos"]
+    if pooled is not None:
+        print(f"; mean {mean['f1_at_threshold']:.4f}, worst {worst['f1_at_threshold']:.4f} at a "
+              f"threshold picked on the other folds.\nA model trained on all these photos with "
+              f"this recipe: TEST.WIRE_THRESHOLD {pooled['threshold']:.2f} (picked on all folds' "
+              f"held-out photos, F1 {pooled['f1']:.4f} there)", end="")
+    print(f"\n{path}")
     return 0
 
 

@@ -17,10 +17,8 @@ summary last, so a photo with a summary is complete: a rerun skips it (resume) u
 from __future__ import annotations
 
 import csv
-import errno
 import json
 import logging
-import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +40,7 @@ from lib.datasets.decode import DecodeError, decode_image, decode_label
 from lib.datasets.lists import parse_line
 from lib.datasets.overlay import overlay, region_boxes
 from lib.datasets.palette import palette_for, save_id_png
+from lib.utils.atomic import write_atomic
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -148,19 +147,8 @@ def read_label(path: Path, cfg, dilate: int = 0) -> np.ndarray:
 
 
 def _atomic(path: Path, write) -> None:
-    """Write through `write(tmp_path)`, then rename onto `path`. On an error (a full disk
-    among them) nothing is left under either name, and the OSError names `path` in one line."""
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        reason = "no space left on device" if err.errno == errno.ENOSPC else (err.strerror or err)
-        error = OSError(f"{path}: {reason} while writing it")
-        error.errno = err.errno
-        raise error from err
+    """lib.utils.atomic.write_atomic for a predicted file (cv2 picks the format by suffix)."""
+    write_atomic(path, write, keep_suffix=True)
 
 
 def _write_jpeg(path: Path, rgb: np.ndarray, quality: int = 90) -> None:

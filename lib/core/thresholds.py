@@ -26,12 +26,15 @@ import numpy as np
 import torch
 
 from lib.core.wire_metrics import distance_to, scores_from_counts, tolerance_pixels
+from lib.utils.atomic import write_text_atomic
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "wire_probability",
     "decide",
     "ThresholdSweep",
+    "sweep_scores",
+    "held_out_thresholds",
     "threshold_file",
     "write_threshold",
     "resolve_threshold",
@@ -121,15 +124,44 @@ class ThresholdSweep:
 
     def scores(self) -> list[dict]:
         """One dict per threshold: threshold, precision, recall, f1."""
-        rows = []
-        for t, c in zip(self.thresholds, self.counts):
-            s = scores_from_counts([*c.tolist(), 0, 0, 0, 0])
-            rows.append({"threshold": t, **{k: s[k] for k in ("precision", "recall", "f1")}})
-        return rows
+        return sweep_scores(self.counts, self.thresholds)
 
     def best(self) -> dict:
         """The row with the highest F1 (the lowest threshold among equals)."""
-        return max(self.scores(), key=lambda r: (r["f1"], -r["threshold"]))
+        return _best(self.scores())
+
+
+def sweep_scores(counts, thresholds: Sequence[float]) -> list[dict]:
+    """(T, 4) sweep counts (pred_hit, pred, label_hit, label per threshold) -> a row each."""
+    rows = []
+    for t, c in zip(thresholds, np.asarray(counts, np.int64)):
+        s = scores_from_counts([*c.tolist(), 0, 0, 0, 0])
+        rows.append({"threshold": float(t), **{k: s[k] for k in ("precision", "recall", "f1")}})
+    return rows
+
+
+def _best(rows: list[dict]) -> dict:
+    return max(rows, key=lambda r: (r["f1"], -r["threshold"]))
+
+
+def held_out_thresholds(fold_counts: dict, thresholds: Sequence[float]) -> dict:
+    """Honest thresholds for k-fold cross-validation.
+
+    fold_counts: fold -> (T, 4) sweep counts of that fold's held-out photos (its own model).
+    For each fold, the threshold is picked on the *other* folds' summed counts (the way it
+    would be picked without seeing the fold) and the fold is scored at it. Returns
+    {"folds": {fold: row}, "pooled": the best row over all folds' counts}: the threshold to
+    give a model trained on every photo with the same recipe. Needs at least two folds.
+    """
+    if len(fold_counts) < 2:
+        raise ValueError("picking a threshold on the other folds needs at least two folds")
+    counts = {k: np.asarray(c, np.int64) for k, c in fold_counts.items()}
+    total = sum(counts.values())
+    rows = {}
+    for k, own in counts.items():
+        t = _best(sweep_scores(total - own, thresholds))["threshold"]
+        rows[k] = next(r for r in sweep_scores(own, thresholds) if r["threshold"] == t)
+    return {"folds": rows, "pooled": _best(sweep_scores(total, thresholds))}
 
 
 def threshold_file(model_file: str | Path) -> Path:
@@ -141,9 +173,7 @@ def threshold_file(model_file: str | Path) -> Path:
 def write_threshold(model_file: str | Path, record: dict) -> Path:
     """Write `record` (with its "threshold") beside the weights, atomically; returns the path."""
     path = threshold_file(model_file)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(record, indent=2), what="the wire threshold")
     return path
 
 

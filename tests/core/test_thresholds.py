@@ -12,8 +12,10 @@ from yacs.config import CfgNode
 from lib.core.thresholds import (
     ThresholdSweep,
     decide,
+    held_out_thresholds,
     probability_png,
     resolve_threshold,
+    sweep_scores,
     threshold_file,
     wire_probability,
     write_threshold,
@@ -82,3 +84,25 @@ def test_resolve_threshold_from_the_key_the_file_or_argmax(tmp_path):
     path.write_text(json.dumps({"f1": 1}))
     with pytest.raises(ValueError, match="not a wire threshold file"):
         resolve_threshold(_cfg(0.0, str(weights)))
+
+
+def test_held_out_thresholds_pick_on_the_other_folds_only():
+    thresholds = [0.2, 0.5, 0.8]
+
+    def counts(best: int) -> np.ndarray:
+        # perfect at threshold index `best`, poor elsewhere: (pred_hit, pred, label_hit, label)
+        c = np.array([[10, 40, 5, 20]] * 3)
+        c[best] = [20, 20, 20, 20]
+        return c
+
+    folds = {1: counts(0), 2: counts(2), 3: counts(2)}
+    held = held_out_thresholds(folds, thresholds)
+    # fold 1 alone likes 0.2, but folds 2 and 3 (its "others") pick 0.8: it is scored at 0.8
+    assert held["folds"][1]["threshold"] == 0.8
+    assert held["folds"][1]["f1"] == pytest.approx(2 * 0.25 * 0.25 / 0.5)
+    # fold 2's others are folds 1 and 3: a tie 0.2 / 0.8 goes to the lower threshold
+    assert held["folds"][2]["threshold"] == 0.2
+    assert held["pooled"]["threshold"] == 0.8 and held["pooled"]["f1"] < 1
+    assert sweep_scores(folds[2], thresholds)[2]["f1"] == 1.0
+    with pytest.raises(ValueError, match="at least two folds"):
+        held_out_thresholds({1: folds[1]}, thresholds)

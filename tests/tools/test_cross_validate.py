@@ -54,6 +54,7 @@ def test_cross_validate_trains_scores_and_reuses_finished_folds(tiny_data, tmp_p
     assert cross_validate.main(argv) == 0
     printed = capsys.readouterr().out
     assert "worst" in printed and "over 3 folds" in printed
+    assert "TEST.WIRE_THRESHOLD" in printed and "picked on the other folds" in printed
     summary = json.loads((tmp_path / "output" / "daodixian_seg"
                           / f"{DEMO_CFG.stem}_cv.json").read_text())
     f1 = [summary["folds"][str(k)]["f1"] for k in (1, 2, 3)]
@@ -66,7 +67,29 @@ def test_cross_validate_trains_scores_and_reuses_finished_folds(tiny_data, tmp_p
     def no_training(*args, **kwargs):
         raise AssertionError("a finished fold was trained again")
 
+    for k in (1, 2, 3):  # the threshold of each fold comes from the other two folds' counts
+        kept = json.loads((tmp_path / "output" / "daodixian_seg" / f"{DEMO_CFG.stem}_fold{k}"
+                           / "cv_eval.json").read_text())
+        assert kept["scores"]["f1"] == summary["folds"][str(k)]["f1"]
+        assert len(kept["counts"]) == len(kept["settings"]["thresholds"])
+    assert summary["threshold_for_all_photos"]["threshold"] in kept["settings"]["thresholds"]
+    assert "f1_at_threshold" in summary["mean"] and summary["test"]["flip"] is False
+
     monkeypatch.setattr(cross_validate, "train", no_training)
+    scored = []
+    real_evaluate = cross_validate.evaluate
+
+    def counting_evaluate(cfg, *args, **kwargs):
+        scored.append(cfg.TEST.FLIP_TEST)
+        return real_evaluate(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(cross_validate, "evaluate", counting_evaluate)
+    assert cross_validate.main(argv) == 0
+    assert scored == []  # same weights, same test settings: the kept scores
+    capsys.readouterr()
+    assert cross_validate.main([*argv, "--only", "2", "TEST.FLIP_TEST", "True"]) == 0
+    assert scored == [True]  # other test settings: scored again, not trained again
+    assert "at a threshold" not in capsys.readouterr().out  # one fold: no held-out threshold
     assert cross_validate.main([*argv, "--only", "2"]) == 0
     assert cross_validate.main([*argv, "--only", "7"]) == 1
     assert "no fold 7" in capsys.readouterr().err
