@@ -6,8 +6,9 @@
   --what data    one worker decoding a photo at the training's random scales, three ways
   --what photo   whole-photo multi-scale (+flip) inference of a 5472x3078 photo, peak memory
 
-Rows are medians of --runs timed calls after --warmup untimed ones. Without weights (--weights
-or MODEL.PRETRAINED) the model gets calibrated random weights (lib.utils.benchmark.calibrate).
+Rows are medians of --runs timed calls after --warmup untimed ones. Exit status: 0 done, 2
+nothing measured (bad input, one line on stderr). Without weights (--weights
+or MODEL.PRETRAINED) the model gets calibrated random weights (lib.core.benchmark.calibrate).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from pathlib import Path
 import torch
 
 from lib.config import get_config
+from lib.core import benchmark as bm
 from lib.datasets.base import MEAN, STD
 from lib.datasets.decode import decode_image
-from lib.models import get_seg_model, load_weights
-from lib.utils import benchmark as bm
-from lib.utils.amp import configure_backends, resolve_device
+from lib.models import get_seg_model, load_trained, load_weights
+from lib.utils.atomic import write_text_atomic
+from lib.utils.runtime import configure_backends, resolve_device
+from tools import cli
 
 DEFAULT_VARIANTS = {"infer": bm.INFER_VARIANTS, "train": bm.TRAIN_VARIANTS,
                     "photo": bm.PHOTO_VARIANTS, "data": ()}
@@ -42,8 +45,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cfg", required=True, help="experiment yaml")
+    p = cli.tool_parser(__doc__)
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--what", choices=["infer", "train", "data", "photo"], default="infer")
     p.add_argument("--input-size", type=parse_size, default=(512, 1024), help="HxW (infer, train)")
@@ -60,8 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--window-batch", type=int, default=0, help="photo: windows per forward (0: TEST.WINDOW_BATCH)")
     p.add_argument("--samples", type=int, default=20, help="data: decodes per way")
     p.add_argument("--json", default="", help="write the rows and the environment here")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
-    return p.parse_args(argv)
+    return cli.parse(p, argv)
 
 
 def build_model(cfg, weights: str, device: torch.device) -> tuple[torch.nn.Module, str]:
@@ -73,9 +74,11 @@ def build_model(cfg, weights: str, device: torch.device) -> tuple[torch.nn.Modul
             "MODEL.PRETRAINED %s not found: benchmarking calibrated random weights", source
         )
         source = ""
-    if source:
-        # --weights: a trained model, every tensor; MODEL.PRETRAINED: a backbone, reported
-        load_weights(model, source, strict=bool(weights))
+    if weights:  # a trained model: every tensor, as every tool loads one
+        model = load_trained(cfg, weights)
+        description = weights
+    elif source:  # MODEL.PRETRAINED: a backbone, reported
+        load_weights(model, source)
         description = source
     else:
         bm.calibrate(model)
@@ -170,16 +173,14 @@ def table(result: dict) -> str:
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args(argv)
-    try:
+
+    def work() -> None:
         result = run(args)
-    except (ValueError, OSError, KeyError) as err:
-        print(f"benchmark: {err}", file=sys.stderr)
-        return 1
-    print(table(result))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
-    return 0
+        print(table(result))
+        if args.json:
+            write_text_atomic(args.json, json.dumps(result, indent=2), "the benchmark json")
+
+    return cli.run(work)
 
 
 if __name__ == "__main__":

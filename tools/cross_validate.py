@@ -1,8 +1,8 @@
 """Train and score every cross-validation fold: how good will a model of these photos be?
 
-    python tools_jss/make_lists.py --folds 5 --from-list data/list/daodixian_seg/all.lst \
+    python tools_jss/make_lists.py --folds 5 --from-list data/list/daodixian_seg/all.lst \\
         --out data/list/daodixian_seg/folds
-    python tools/cross_validate.py --cfg experiments/daodixian_seg/X.yaml \
+    python tools/cross_validate.py --cfg experiments/daodixian_seg/X.yaml \\
         --folds data/list/daodixian_seg/folds [KEY VALUE ...]
 
 For each fold k (fold<k>_train.lst / fold<k>_val.lst in --folds) this trains tools/train.py's
@@ -18,45 +18,38 @@ same recipe. Everything goes to OUTPUT_DIR/<dataset>/<cfg name>_cv.json.
 A fold whose training finished earlier is not trained again (its checkpoint holds its
 scores) unless --overwrite, and its held-out scores are kept (cv_eval.json in its folder)
 while the test settings are the same; a killed run resumes its fold with TRAIN.RESUME.
-Exit status: 0 every fold scored, 1 error (one line on stderr).
+Exit status: 0 every fold scored, 1 stopped by an error after some folds were trained (rerun
+to continue), 2 nothing done (bad input, one line on stderr), 130 interrupted.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import statistics
 import sys
 from pathlib import Path
 
-from lib.config import config_name, get_config
-from lib.core.evaluator import evaluate
+from lib.config import ExperimentPaths, config_name, get_config
+from lib.core.evaluation import evaluate
 from lib.core.thresholds import DEFAULT_THRESHOLDS, ThresholdSweep, held_out_thresholds
-from lib.core.trainer import train
+from lib.core.training import train
 from lib.core.wire_metrics import wire_metrics_from_cfg
 from lib.utils.atomic import write_text_atomic
 from lib.utils.checkpoint import load_file
-from lib.utils.distributed import cleanup
-from lib.utils.logs import log_cli_error
+from tools import cli
 
 logger = logging.getLogger("cross_validate")
 KEYS = ("f1", "precision", "recall", "cldice")
 EVAL_FILE = "cv_eval.json"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog=__doc__.split("\n\n", 1)[-1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--cfg", required=True, help="experiment yaml file")
-    p.add_argument("--folds", required=True, type=Path, help="folder of fold<k>_*.lst files")
-    p.add_argument("--only", default="", help="comma-separated fold numbers (default: all)")
-    p.add_argument("--overwrite", action="store_true", help="train folds again that are done")
-    p.add_argument("opts", nargs="*", help="KEY VALUE config overrides (every fold)")
-    return p.parse_intermixed_args(argv)
+def parse_args(argv=None):
+    parser = cli.tool_parser(__doc__)
+    parser.add_argument("--folds", required=True, type=Path, help="folder of fold<k>_*.lst files")
+    parser.add_argument("--only", default="", help="comma-separated fold numbers (default: all)")
+    parser.add_argument("--overwrite", action="store_true", help="train folds again that are done")
+    return cli.parse(parser, argv)
 
 
 def find_folds(folder: Path) -> list[int]:
@@ -86,17 +79,17 @@ def run_fold(args, k: int):
         "DATASET.TEST_SET", str(folder / f"fold{k}_val.lst"),
     ]
     cfg = get_config(args.cfg, opts)
-    out = Path(cfg.OUTPUT_DIR) / cfg.DATASET.DATASET / name
-    done = out / "final_state.pth"
+    paths = ExperimentPaths.of(cfg, name)
+    out, done = paths.out_dir, paths.final
     finished = False
     if done.is_file() and not args.overwrite:
-        ckpt = load_file(out / "checkpoint.pth.tar")
+        ckpt = load_file(paths.checkpoint)
         finished = ckpt.get("epoch") == cfg.TRAIN.END_EPOCH + cfg.TRAIN.EXTRA_EPOCH
     cfg.defrost()
     if finished:
         logger.info("fold %d: trained earlier (%s)", k, out)
     else:
-        cfg.TRAIN.RESUME = (out / "checkpoint.pth.tar").is_file() and not args.overwrite
+        cfg.TRAIN.RESUME = paths.checkpoint.is_file() and not args.overwrite
         cfg.TRAIN.OVERWRITE = bool(args.overwrite)
         cfg.freeze()
         train(cfg, name)
@@ -194,33 +187,31 @@ def table(summary: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        numbers = find_folds(args.folds)
-        if args.only:
-            wanted = {int(v) for v in args.only.split(",") if v.strip()}
-            unknown = sorted(wanted - set(numbers))
-            if unknown:
-                raise ValueError(f"--only {args.only}: no fold {unknown[0]} in {args.folds}")
-            numbers = [k for k in numbers if k in wanted]
-        records = {}
-        for k in numbers:
-            cfg, out = run_fold(args, k)
-            records[k] = score_fold(cfg, out, k)
-        cfg = get_config(args.cfg, args.opts)
-        summary = {
-            "cfg": args.cfg,
-            "folds_dir": str(args.folds),
-            **summarise(records),
-            "test": {key: eval_settings(cfg)[key] for key in ("scales", "flip", "tolerance")},
-        }
-        path = Path(cfg.OUTPUT_DIR) / cfg.DATASET.DATASET / f"{config_name(args.cfg)}_cv.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(summary, indent=2))
-    except (ValueError, RuntimeError, OSError) as err:
-        log_cli_error(logger, err)
-        return 1
-    finally:
-        cleanup()
+    records: dict[int, dict] = {}
+    return cli.run(lambda: cross_validate(args, records), partly_done=lambda: bool(records))
+
+
+def cross_validate(args, records: dict) -> None:
+    """Train and score the folds (into `records`), write the summary json and print it."""
+    numbers = find_folds(args.folds)
+    if args.only:
+        wanted = {int(v) for v in args.only.split(",") if v.strip()}
+        unknown = sorted(wanted - set(numbers))
+        if unknown:
+            raise ValueError(f"--only {args.only}: no fold {unknown[0]} in {args.folds}")
+        numbers = [k for k in numbers if k in wanted]
+    for k in numbers:
+        cfg, out = run_fold(args, k)
+        records[k] = score_fold(cfg, out, k)
+    cfg = get_config(args.cfg, args.opts)
+    summary = {
+        "cfg": args.cfg,
+        "folds_dir": str(args.folds),
+        **summarise(records),
+        "test": {key: eval_settings(cfg)[key] for key in ("scales", "flip", "tolerance")},
+    }
+    path = ExperimentPaths.of(cfg, config_name(args.cfg)).cv_summary()
+    write_text_atomic(path, json.dumps(summary, indent=2), "the cross-validation summary")
     print(table(summary))
     mean, worst = summary["mean"], summary["worst"]
     print(f"wire F1 over {len(records)} folds: mean {mean['f1']:.4f}, worst {worst['f1']:.4f} "
@@ -232,7 +223,6 @@ def main(argv=None) -> int:
               f"this recipe: TEST.WIRE_THRESHOLD {pooled['threshold']:.2f} (picked on all folds' "
               f"held-out photos, F1 {pooled['f1']:.4f} there)", end="")
     print(f"\n{path}")
-    return 0
 
 
 if __name__ == "__main__":

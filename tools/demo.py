@@ -22,12 +22,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tools import cli
+
 REPO = Path(__file__).resolve().parents[1]
 CFG = "experiments/daodixian_seg/seg_hrnet_ocr_w18_small_v1_demo.yaml"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = cli.tool_parser(__doc__, cfg=False, opts=False)
     p.add_argument("--quick", action="store_true", help="smoke run: 12 images, 1 epoch (for CI)")
     p.add_argument("--data", default="data/synthetic", help="where the generated dataset goes")
     p.add_argument("--output", default="output", help="OUTPUT_DIR for checkpoints and predictions")

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from lib.config import ConfigError, get_config
 from lib.models.hrnet import StageSpec
+from tools import cli
 
 DEFAULT_CFG = (
     "experiments/cityscapes/seg_hrnet_ocr_w48_train_512x1024_sgd_lr1e-2_wd5e-4_bs_12_epoch484.yaml"
@@ -357,7 +358,7 @@ def draw_ocr(layout: Layout, path: Path) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.tool_parser(__doc__, cfg=False, opts=False)
     parser.add_argument(
         "--cfg", default=DEFAULT_CFG, help=f"experiment file (default {DEFAULT_CFG})"
     )

@@ -1,29 +1,29 @@
 """Export a trained model to ONNX (eval, BatchNorm folded) and check it against PyTorch.
 
-    python tools/export_onnx.py --cfg experiments/daodixian_seg/X.yaml --output model.onnx \
+    python tools/export_onnx.py --cfg experiments/daodixian_seg/X.yaml --output model.onnx \\
         [--height 1024 --width 1024] [--dynamic] [--upsample] TEST.MODEL_FILE best.pth
 
 The check runs ONNX Runtime and PyTorch on a random normalised image (and, with --dynamic, on a
 second size too) and prints the largest absolute difference. Exit status: 0 exported and within
---tolerance, 1 above it, 2 nothing exported (bad options or weights, onnx/onnxruntime missing).
+--tolerance, 1 exported but above it, 2 nothing exported (bad options or weights,
+onnx/onnxruntime missing; one line on stderr).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
 import torch
 
 from lib.config import ConfigError, get_config
-from lib.core.export import OnnxUnavailable, export_onnx, onnx_max_abs_diff, require_onnx
-from lib.models import WeightsError, get_seg_model, load_weights
+from lib.core.export import export_onnx, onnx_max_abs_diff, require_onnx
+from lib.models import load_trained
+from tools import cli
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cfg", required=True, help="experiment yaml file")
+def parse_args(argv=None):
+    parser = cli.tool_parser(__doc__)
     parser.add_argument("--output", required=True, help="ONNX file to write")
     parser.add_argument(
         "--height", type=int, default=0, help="input height (default: TEST.IMAGE_SIZE)"
@@ -38,35 +38,37 @@ def main(argv: list[str] | None = None) -> int:
         "--tolerance", type=float, default=1e-3, help="largest allowed |ONNX - PyTorch|"
     )
     parser.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
-    args = parser.parse_args(argv)
+    return cli.parse(parser, argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    try:
-        require_onnx("onnx") if args.no_check else require_onnx()
-        cfg = get_config(args.cfg, args.opts)
-        if not cfg.TEST.MODEL_FILE:
-            raise ConfigError("TEST.MODEL_FILE is empty: give the trained weights to export")
-        height = args.height or cfg.TEST.IMAGE_SIZE[1]
-        width = args.width or cfg.TEST.IMAGE_SIZE[0]
-        model = get_seg_model(cfg, load_pretrained=False)
-        load_weights(model, cfg.TEST.MODEL_FILE, strict=True)  # trained weights: every tensor
-        head = export_onnx(
-            model,
-            args.output,
-            height=height,
-            width=width,
-            dynamic=args.dynamic,
-            opset=args.opset,
-            output_index=cfg.TEST.OUTPUT_INDEX,
-            upsample=args.upsample,
-            align_corners=cfg.MODEL.ALIGN_CORNERS,
-        )
-    except (OnnxUnavailable, ConfigError, WeightsError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return cli.run(lambda: export(args))
+
+
+def export(args) -> int:
+    """Export, then compare with ONNX Runtime: DONE, or PARTLY when above --tolerance."""
+    require_onnx("onnx") if args.no_check else require_onnx()
+    cfg = get_config(args.cfg, args.opts)
+    if not cfg.TEST.MODEL_FILE:
+        raise ConfigError("TEST.MODEL_FILE is empty: give the trained weights to export")
+    height = args.height or cfg.TEST.IMAGE_SIZE[1]
+    width = args.width or cfg.TEST.IMAGE_SIZE[0]
+    head = export_onnx(
+        load_trained(cfg, cfg.TEST.MODEL_FILE),
+        args.output,
+        height=height,
+        width=width,
+        dynamic=args.dynamic,
+        opset=args.opset,
+        output_index=cfg.TEST.OUTPUT_INDEX,
+        upsample=args.upsample,
+        align_corners=cfg.MODEL.ALIGN_CORNERS,
+    )
     print(f"wrote {args.output} ({height}x{width}{', dynamic' if args.dynamic else ''})")
     if args.no_check:
-        return 0
+        return cli.DONE
     sizes = [(height, width)] + ([(height + 32, max(32, width - 32))] if args.dynamic else [])
     generator = torch.Generator().manual_seed(0)
     worst = 0.0
@@ -75,11 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"max abs difference ONNX Runtime vs PyTorch at {h}x{w}: {diff:.3g}")
         worst = max(worst, diff)
     if worst > args.tolerance:
-        print(
-            f"error: difference {worst:.3g} above the tolerance {args.tolerance:g}", file=sys.stderr
-        )
-        return 1
-    return 0
+        print(f"error: difference {worst:.3g} above the tolerance {args.tolerance:g}",
+              file=sys.stderr)
+        return cli.PARTLY
+    return cli.DONE
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ step failed. The GPU unit tests are separate: `python -m pytest -m gpu tests/gpu
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -31,6 +30,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from tools import cli
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "daodixian_seg" / "seg_hrnet_ocr_w18_small_v1_demo.yaml"
@@ -140,7 +141,7 @@ def train_step(smoke, name, nproc, common, out_root, *extra, label: str = "") ->
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = cli.tool_parser(__doc__, cfg=False, opts=False)
     p.add_argument("--out", default="gpu_smoke", help="folder for data, runs, logs and the table")
     p.add_argument("--photos", type=int, default=32, help="generated photos (every 4th: val)")
     p.add_argument("--nproc", type=int, default=0, help="processes (0: one per visible GPU)")
@@ -245,7 +246,7 @@ def steps(smoke: Smoke, args, out: Path, nproc: int, native_bf16: bool, amp: str
 
     # 6. tools/predict.py on a 5472x3078 photo
     if fp16 is not None:
-        from lib.utils.benchmark import write_test_photo
+        from lib.core.benchmark import write_test_photo
 
         photos = out / "photos"
         photos.mkdir(parents=True, exist_ok=True)

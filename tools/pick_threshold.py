@@ -1,6 +1,6 @@
 """Pick the wire probability threshold that maximises wire F1 on a labelled (validation) list.
 
-    python tools/pick_threshold.py --cfg experiments/daodixian_seg/X.yaml \
+    python tools/pick_threshold.py --cfg experiments/daodixian_seg/X.yaml \\
         TEST.MODEL_FILE output/daodixian_seg/X/best.pth [DATASET.TEST_SET list/.../val.lst]
     torchrun --nproc_per_node=4 tools/pick_threshold.py --cfg X.yaml TEST.MODEL_FILE ...
 
@@ -10,40 +10,32 @@ summed over all photos (one dataset-level threshold, as ODS is defined for edges
 the best one to `<TEST.MODEL_FILE>.wire_threshold.json`. tools/test.py and tools/predict.py
 use that file when TEST.WIRE_THRESHOLD is 0 (the default); -1 forces argmax. Pick on a
 validation list, never on the photos you report results on.
-Exit status: 0 written, 1 error (one line on stderr).
+Exit status: 0 written, 2 nothing written (bad input, one line on stderr).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
 from lib.config import config_name, get_config
-from lib.core.evaluator import evaluate
+from lib.core.evaluation import evaluate
 from lib.core.thresholds import DEFAULT_THRESHOLDS, ThresholdSweep, write_threshold
 from lib.core.wire_metrics import wire_metrics_from_cfg
-from lib.utils.distributed import cleanup, is_main_process
-from lib.utils.logs import log_cli_error
+from lib.utils.distributed import is_main_process
+from tools import cli
 
 logger = logging.getLogger("pick_threshold")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog=__doc__.split("\n\n", 2)[-1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--cfg", required=True, help="experiment yaml file")
-    p.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=-1)
-    p.add_argument(
+def parse_args(argv=None):
+    parser = cli.tool_parser(__doc__, distributed=True)
+    parser.add_argument(
         "--thresholds",
         default="",
         help="comma-separated thresholds in (0, 1) (default: 0.02 to 0.98 in steps of 0.02)",
     )
-    p.add_argument("opts", nargs="*", help="KEY VALUE config overrides")
-    return p.parse_intermixed_args(argv)
+    return cli.parse(parser, argv)
 
 
 def pick(cfg, name: str, thresholds, local_rank: int = -1) -> dict | None:
@@ -96,22 +88,17 @@ def pick(cfg, name: str, thresholds, local_rank: int = -1) -> dict | None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
+
+    def work() -> None:
         thresholds = (
             [float(t) for t in args.thresholds.split(",") if t.strip()]
             if args.thresholds
             else list(DEFAULT_THRESHOLDS)
         )
-        cfg = get_config(args.cfg, args.opts)
-        pick(cfg, config_name(args.cfg), thresholds, args.local_rank)
-    except (ValueError, RuntimeError, OSError) as err:
-        log_cli_error(logger, err)
-        return 1
-    finally:
-        cleanup()
-    return 0
+        pick(get_config(args.cfg, args.opts), config_name(args.cfg), thresholds, args.local_rank)
+
+    return cli.run(work)
 
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
-

@@ -1,12 +1,15 @@
 """Train on power-line photos (daodixian_seg): tools/train.py with the power-line config as default.
 
-python tools/train_daodixian_seg.py [--cfg X.yaml] [KEY VALUE ...]
+    python tools/train_daodixian_seg.py [--cfg X.yaml] [KEY VALUE ...]
+    torchrun --nproc_per_node=N tools/train_daodixian_seg.py --cfg experiments/daodixian_seg/X.yaml
 """
+
+from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from lib.core.trainer import main
+from tools.train import main
 
 DEFAULT_CFG = Path(__file__).resolve().parents[1] / (
     "experiments/daodixian_seg/seg_hrnet_ocr_w48_epoch48_1209.yaml"

@@ -6,7 +6,6 @@ Prints pixel counts, frequencies and the weights to put in DATASET.CLASS_WEIGHTS
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from tqdm import tqdm
@@ -14,15 +13,14 @@ from tqdm import tqdm
 from lib.config import ConfigError, get_config
 from lib.datasets import DatasetError, build_dataset
 from lib.datasets.stats import METHODS, class_weights, pixel_counts
+from tools import cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cfg", required=True, help="experiment yaml")
+    parser = cli.tool_parser(__doc__)
     parser.add_argument("--split", default="train", choices=["train", "val", "extra"])
     parser.add_argument("--method", default="sqrt", choices=METHODS)
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
-    args = parser.parse_args(argv)
+    args = cli.parse(parser, argv)
     try:
         cfg = get_config(args.cfg, args.opts)
         dataset = build_dataset(cfg, "val" if args.split == "val" else args.split)

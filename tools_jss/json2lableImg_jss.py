@@ -1,6 +1,6 @@
 r"""Polygon annotations (platform / labelme / cityscapes JSON) -> label PNGs, split and list files.
 
-    python tools_jss/json2lableImg_jss.py --input export.json --images photos/ \
+    python tools_jss/json2lableImg_jss.py --input export.json --images photos/ \\
         --out data/daodixian_seg --list-dir data/list/daodixian_seg
 
 Writes <out>/<split>/images, <out>/<split>/annotations and <list-dir>/<split>.lst (paths
@@ -18,7 +18,6 @@ bad item under --strict).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -30,12 +29,11 @@ from lib.datasets.conversion import (
     convert,
     parse_classes,
 )
+from tools import cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli.tool_parser(__doc__, cfg=False, opts=False)
     parser.add_argument(
         "--input", required=True, nargs="+", type=Path, help="JSON file(s) or folder(s) of them"
     )

@@ -1,9 +1,9 @@
 """Write list files for an existing images/annotations tree (Cityscapes leftImg8bit/gtFine too).
 
-    python tools_jss/make_lists.py --root data/daodixian_seg --images train/images \
+    python tools_jss/make_lists.py --root data/daodixian_seg --images train/images \\
         --labels train/annotations --out data/list/daodixian_seg/train.lst
     python tools_jss/make_lists.py --root data/cityscapes --cityscapes val --out data/list/cityscapes/val.lst
-    python tools_jss/make_lists.py --folds 5 --from-list data/list/daodixian_seg/all.lst \
+    python tools_jss/make_lists.py --folds 5 --from-list data/list/daodixian_seg/all.lst \\
         --out data/list/daodixian_seg/folds
 
 K folds (--folds K --from-list LIST): the lines of LIST sorted by image path (as text) are cut
@@ -15,12 +15,12 @@ tools/cross_validate.py trains and scores every fold.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from lib.datasets.lists import cityscapes_rows, pair_folders, parse_line, write_list
+from tools import cli
 
 
 def fold_lines(lines: list[str], k: int) -> list[list[str]]:
@@ -63,10 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     if "--folds" in argv or any(a.startswith("--folds=") for a in argv):
         return folds_main(argv)
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="K folds: --folds K --from-list LIST --out FOLDER (see the module doc)",
-    )
+    parser = cli.tool_parser(__doc__, cfg=False, opts=False)
     parser.add_argument(
         "--root", type=Path, required=True, help="dataset root; list paths are relative to it"
     )
@@ -108,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def folds_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description="Cut a list file into K cross-validation folds")
+    parser = cli.tool_parser(__doc__, cfg=False, opts=False)
     parser.add_argument("--folds", type=int, required=True, help="number of folds K (>= 2)")
     parser.add_argument("--from-list", type=Path, required=True, help="the list file to cut")
     parser.add_argument("--out", type=Path, required=True, help="folder for the fold lists")

@@ -1,21 +1,21 @@
 """Write a generated power-line dataset: JPEG photos + ONE annotation-platform JSON.
 
     python tools_jss/make_synthetic_daodixian.py --out data/synthetic/raw --num 48 --seed 0
-    python tools_jss/json2lableImg_jss.py --input data/synthetic/raw/annotations.json \
-        --images data/synthetic/raw/images --out data/synthetic/daodixian_seg \
+    python tools_jss/json2lableImg_jss.py --input data/synthetic/raw/annotations.json \\
+        --images data/synthetic/raw/images --out data/synthetic/daodixian_seg \\
         --list-dir data/synthetic/list/daodixian_seg
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from lib.datasets.synthetic import generate
+from tools import cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.tool_parser(__doc__, cfg=False, opts=False)
     parser.add_argument(
         "--out", required=True, help="folder to write images/ and annotations.json into"
     )

@@ -16,6 +16,7 @@ from lib.datasets.decode import DecodeError, decode_image, decode_label
 from lib.datasets.lists import parse_line
 from lib.datasets.overlay import overlay, region_boxes
 from lib.datasets.palette import palette_for
+from tools import cli
 
 
 def _pairs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
@@ -43,7 +44,7 @@ def _pairs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.tool_parser(__doc__, cfg=False, opts=False)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--list", type=Path, help="list file (image label per line)")
     source.add_argument("--images", type=Path, help="folder of photos (with --labels)")

@@ -19,8 +19,9 @@ import yaml
 from yacs.config import CfgNode
 
 from lib.config.defaults import defaults
+from lib.config.paths import ExperimentPaths
 
-__all__ = ["ConfigError", "get_config", "config_name", "wire_classes", "CfgNode"]
+__all__ = ["ConfigError", "ExperimentPaths", "get_config", "config_name", "wire_classes", "CfgNode"]
 
 
 class ConfigError(ValueError):

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.models.fusion import fold_batchnorm
+from lib.models.bn_folding import fold_batchnorm
 
 __all__ = ["OnnxUnavailable", "require_onnx", "PredictionHead", "export_onnx", "onnx_max_abs_diff"]
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.utils.amp import autocast, autocast_dtype
+from lib.utils.runtime import device_of
 
 
 def resize_long_side(image: np.ndarray, long_size: int) -> np.ndarray:
@@ -77,11 +78,6 @@ def predict(
     return out.exp()
 
 
-def _device_of(model: nn.Module, fallback: torch.device) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else fallback
-
-
 @torch.no_grad()
 def multi_scale_inference(
     model: nn.Module,
@@ -108,7 +104,7 @@ def multi_scale_inference(
         raise ValueError(
             f"multi_scale_inference expects a (1, 3, H, W) image, got {tuple(image.shape)}"
         )
-    device = _device_of(model, image.device)
+    device = device_of(model, image.device)
     _, _, ori_h, ori_w = image.shape
     crop_h, crop_w = int(crop_size[0]), int(crop_size[1])
     hwc = image[0].permute(1, 2, 0).float().cpu().numpy()

@@ -29,6 +29,7 @@ from torch import nn
 from lib.core.inference import predict
 from lib.core.thresholds import decide, probability_png, wire_probability
 from lib.datasets.base import MEAN, STD
+from lib.utils.runtime import device_of
 
 __all__ = [
     "tile_origins",
@@ -107,11 +108,6 @@ def _tile_scores(
     return total
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
 @torch.no_grad()
 def iter_tiled_rows(
     model: nn.Module,
@@ -137,7 +133,7 @@ def iter_tiled_rows(
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"tiled inference expects an RGB (H, W, 3) image, got shape {image.shape}")
-    device = _device_of(model)
+    device = device_of(model)
     height, width = image.shape[:2]
     th, tw = min(int(tile_size[0]), height), min(int(tile_size[1]), width)
     ys, xs = tile_origins(height, th, overlap, align), tile_origins(width, tw, overlap, align)

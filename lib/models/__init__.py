@@ -18,8 +18,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "seg_hrnet_ocr": build_seg_hrnet_ocr,
 }
 
-__all__ = ["MODELS", "get_seg_model", "load_weights", "LoadReport", "WeightsError",
-           "SegHRNet", "SegHRNetOCR"]
+__all__ = ["MODELS", "get_seg_model", "load_trained", "load_weights", "LoadReport",
+           "WeightsError", "SegHRNet", "SegHRNetOCR"]
 
 
 def get_seg_model(cfg, load_pretrained: bool = True) -> nn.Module:
@@ -36,4 +36,15 @@ def get_seg_model(cfg, load_pretrained: bool = True) -> nn.Module:
         raise ValueError(f"MODEL.NUM_OUTPUTS is {cfg.MODEL.NUM_OUTPUTS} but {name} has {outputs} output(s)")
     if load_pretrained and cfg.MODEL.PRETRAINED:
         load_weights(model, cfg.MODEL.PRETRAINED, skip_head=cfg.MODEL.PRETRAINED_SKIP_HEAD)
+    return model
+
+
+def load_trained(cfg, source) -> nn.Module:
+    """The one way every tool loads a *trained* model for inference: `cfg.MODEL.NAME` built
+    without MODEL.PRETRAINED, then `source` (a weights file or state dict) loaded strictly: a
+    file missing any tensor of the model (or holding others) is refused with WeightsError,
+    naming the count and an example key. MODEL.PRETRAINED (backbones) stays the only
+    non-strict, reported path, in `get_seg_model`."""
+    model = get_seg_model(cfg, load_pretrained=False)
+    load_weights(model, source, strict=True)
     return model

@@ -1,4 +1,4 @@
-"""Mixed precision and device fast paths, as small functions the train and test loops call.
+"""Mixed precision and memory-format fast paths, as small functions the train and test loops call.
 
 `TRAIN.AMP` / `TEST.AMP` name an autocast dtype: "" (fp32, the official numerics), "bf16"
 (CPUs with native bf16 and CUDA GPUs that have it) or "fp16" (CUDA only, with a GradScaler when
@@ -15,14 +15,11 @@ training). Typical training step::
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
-__all__ = ["AMP_NAMES", "autocast", "autocast_dtype", "bf16_supported", "configure_backends",
-           "resolve_device",
-           "grad_scaler", "to_device"]
+__all__ = ["AMP_NAMES", "autocast", "autocast_dtype", "bf16_supported", "grad_scaler", "to_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,39 +88,3 @@ def to_device(x: torch.Tensor, device: torch.device | str, channels_last: bool =
     if channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
-
-
-def configure_backends(cfg) -> None:
-    """CUDNN.* as officially; DETERMINISTIC (ours) adds deterministic algorithms everywhere.
-
-    Every tool that runs the network calls this once (train, test, predict, benchmark), so
-    `CUDNN.BENCHMARK` of the experiment file takes effect wherever the model runs on a GPU.
-    """
-    torch.backends.cudnn.enabled = cfg.CUDNN.ENABLED
-    torch.backends.cudnn.benchmark = cfg.CUDNN.BENCHMARK and not cfg.DETERMINISTIC
-    torch.backends.cudnn.deterministic = cfg.CUDNN.DETERMINISTIC or cfg.DETERMINISTIC
-    if cfg.DETERMINISTIC:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def resolve_device(text: str = "") -> torch.device:
-    """A `--device` value checked against this machine: "" (cuda if present, else cpu), "cpu",
-    "cuda" or "cuda:N". Raises ValueError in one line for a bad name, no GPU, or no GPU N."""
-    text = (text or "").strip().lower()
-    if not text:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise ValueError(f"--device {text!r}: expected cpu, cuda or cuda:N") from None
-    if device.type == "cpu":
-        return device
-    if device.type != "cuda":
-        raise ValueError(f"--device {text!r}: expected cpu, cuda or cuda:N")
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if count == 0:
-        raise ValueError(f"--device {text}: no CUDA GPU is visible on this machine; use --device cpu")
-    if device.index is not None and device.index >= count:
-        raise ValueError(f"--device {text}: only {count} CUDA GPU(s) visible (cuda:0..cuda:{count - 1})")
-    return device

@@ -27,14 +27,14 @@ def setup_logging(rank: int = 0, log_file: str | Path | None = None) -> None:
         root.addHandler(handler)
 
 
-def log_cli_error(logger: logging.Logger, err: BaseException) -> None:
-    """The one-line error a CLI prints before exiting non-zero: type and first message line."""
-    logging.getLogger().handlers or logging.basicConfig()
-    name, text = type(err).__name__, str(err).strip()
+def error_line(err: BaseException) -> str:
+    """An error as the one line a tool prints: its first message line (the type's name when it
+    has no message). An error raised in a DataLoader worker, which torch re-raises with the
+    worker's traceback, gives the real message from that traceback's last line."""
+    text = str(err).strip()
     if "Original Traceback" in text:
-        # an error raised in a DataLoader worker: torch re-raises it with the worker's
-        # traceback and the real message on its last line ("lib...DatasetError: list:3: ...")
+        # "...DatasetError: list:3: ..." is the last line of the worker's traceback
         last = [line for line in text.splitlines() if line.strip()][-1].strip()
-        head, _, message = last.partition(": ")
-        name, text = head.rsplit(".", 1)[-1], message or last
-    logger.error("%s: %s", name, text.splitlines()[0] if text else name)
+        _, _, message = last.partition(": ")
+        text = message or last
+    return text.splitlines()[0] if text else type(err).__name__

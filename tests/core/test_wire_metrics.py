@@ -127,7 +127,7 @@ class _Threshold(torch.nn.Module):
 
 
 def test_test_tool_scores_wires_next_to_miou():
-    from lib.core.function import metrics_table, testval
+    from lib.core.evaluation import metrics_table, testval
 
     loader = torch.utils.data.DataLoader(_OneWire(), batch_size=1)
     kw = dict(

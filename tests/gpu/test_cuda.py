@@ -15,10 +15,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from lib.core.function import train_one_epoch, validate
 from lib.core.metrics import ConfusionMatrix
+from lib.core.training import train_one_epoch, validate
 from lib.core.wire_metrics import WireMetrics
-from lib.models.fusion import count_batchnorms, fold_batchnorm
+from lib.models.bn_folding import count_batchnorms, fold_batchnorm
 from lib.models.summary import count_gflops
 from lib.utils import distributed as du
 from lib.utils.amp import autocast_dtype, bf16_supported, grad_scaler

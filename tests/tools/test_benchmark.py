@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.utils.benchmark import parse_variant
+from lib.core.benchmark import parse_variant
 from tools.benchmark import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,7 +75,7 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys, monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert main(["--cfg", DEMO_CFG, "--device", "cuda", *TINY]) == 1
+    assert main(["--cfg", DEMO_CFG, "--device", "cuda", *TINY]) == 2
     assert "no CUDA GPU is visible" in capsys.readouterr().err
 
 

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lib.config import get_config
-from lib.core.function import validate
+from lib.core.training import validate
 from lib.core.wire_metrics import WireMetrics
 from lib.models import load_weights
 from lib.utils.checkpoint import load_file

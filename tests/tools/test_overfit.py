@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from lib.core import trainer
 from lib.utils.checkpoint import load_file
 from tests.tools.conftest import DEMO_CFG, make_dataset
+from tools import train as train_tool
 
 
 @pytest.mark.slow
@@ -55,7 +55,7 @@ def test_demo_model_overfits_eight_images(tmp_path):
         "4",
     ]
     start = time.perf_counter()
-    assert trainer.main(["--cfg", str(DEMO_CFG), *opts]) == 0
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *opts]) == 0
     minutes = (time.perf_counter() - start) / 60
     ckpt = load_file(tmp_path / "output" / "daodixian_seg" / DEMO_CFG.stem / "checkpoint.pth.tar")
     wire_iou = ckpt["metrics"]["iou"][1]

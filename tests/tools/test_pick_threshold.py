@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from lib.config import get_config
-from lib.core import evaluator
 from lib.core.thresholds import threshold_file
 from tests.tools.conftest import DEMO_CFG, tiny_opts
 from tools import pick_threshold, predict
+from tools import test as test_tool
 
 
 def _weights(tmp_path, opts):
@@ -38,7 +38,7 @@ def test_pick_then_test_and_predict_use_the_threshold(tiny_data, tmp_path, capsy
     assert record["f1"] == best and best >= record["argmax"]["f1"] - 1e-9
 
     # test.py reads the file (TEST.WIRE_THRESHOLD 0, the default) and saves probabilities
-    assert evaluator.main([*argv, "TEST.SAVE_PROB", "True"]) == 0
+    assert test_tool.main([*argv, "TEST.SAVE_PROB", "True"]) == 0
     out = tmp_path / "output" / "daodixian_seg" / DEMO_CFG.stem
     metrics = json.loads((out / "test_metrics.json").read_text())
     assert metrics["wire_threshold"] == record["threshold"]
@@ -51,7 +51,7 @@ def test_pick_then_test_and_predict_use_the_threshold(tiny_data, tmp_path, capsy
     assert (prob[wire] >= round(record["threshold"] * 255) - 1).all()
     assert (prob[~wire] <= round(record["threshold"] * 255) + 1).all()
     # -1 forces argmax
-    assert evaluator.main([*argv, "TEST.WIRE_THRESHOLD", "-1"]) == 0
+    assert test_tool.main([*argv, "TEST.WIRE_THRESHOLD", "-1"]) == 0
     assert json.loads((out / "test_metrics.json").read_text())["wire_threshold"] == "argmax"
 
     # predict.py: a threshold near 1 leaves fewer wire pixels than argmax; probabilities saved

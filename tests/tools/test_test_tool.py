@@ -63,5 +63,6 @@ def test_test_tool_reports_a_missing_model_file_in_one_line(tiny_data, tmp_path)
         str(tmp_path / "nope.pth"),
     ]
     run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 1
+    assert run.returncode == 2  # nothing done
     assert "nope.pth" in run.stderr and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("error: ")

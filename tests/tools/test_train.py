@@ -6,9 +6,11 @@ import hashlib
 
 import torch
 
-from lib.core import trainer
+from lib.core import training
 from lib.utils.checkpoint import load_file
 from tests.tools.conftest import DEMO_CFG, tiny_opts
+from tools import test as test_tool
+from tools import train as train_tool
 
 NAME = DEMO_CFG.stem
 
@@ -19,16 +21,16 @@ def out_dir(tmp, sub="output"):
 
 def test_parse_args_accepts_both_legacy_local_rank_spellings():
     for flag in (["--local_rank", "1"], ["--local-rank=1"]):
-        args = trainer.parse_args([*flag, "--cfg", "x.yaml", "TRAIN.LR", "0.1"])
+        args = train_tool.parse_args([*flag, "--cfg", "x.yaml", "TRAIN.LR", "0.1"])
         assert args.local_rank == 1 and args.cfg == "x.yaml" and args.opts == ["TRAIN.LR", "0.1"]
-    assert trainer.parse_args([], default_cfg="d.yaml").cfg == "d.yaml"
+    assert train_tool.parse_args([], default_cfg="d.yaml").cfg == "d.yaml"
 
 
 def test_resume_after_epoch_one_gives_the_same_weights(tiny_data, tmp_path, monkeypatch):
     full, cut = tmp_path / "full", tmp_path / "cut"
-    assert trainer.main(["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, full)]) == 0
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, full)]) == 0
 
-    real = trainer.train_one_epoch
+    real = training.train_one_epoch
     calls = []
 
     def stop_in_epoch_two(*args, **kwargs):
@@ -37,13 +39,13 @@ def test_resume_after_epoch_one_gives_the_same_weights(tiny_data, tmp_path, monk
             raise KeyboardInterrupt  # as if killed after epoch 1 was saved
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "train_one_epoch", stop_in_epoch_two)
-    assert trainer.main(["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, cut)]) == 130  # Ctrl-C
+    monkeypatch.setattr(training, "train_one_epoch", stop_in_epoch_two)
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, cut)]) == 130  # Ctrl-C
     assert load_file(out_dir(cut) / "checkpoint.pth.tar")["epoch"] == 1
     assert not (out_dir(cut) / "final_state.pth").exists()
-    monkeypatch.setattr(trainer, "train_one_epoch", real)
+    monkeypatch.setattr(training, "train_one_epoch", real)
     opts = tiny_opts(tiny_data, cut, "TRAIN.RESUME", "True")
-    assert trainer.main(["--cfg", str(DEMO_CFG), *opts]) == 0
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *opts]) == 0
 
     a = load_file(out_dir(full) / "final_state.pth")
     b = load_file(out_dir(cut) / "final_state.pth")
@@ -59,20 +61,18 @@ def test_resume_after_epoch_one_gives_the_same_weights(tiny_data, tmp_path, monk
     # TRAIN.STOP_AFTER_EPOCH: the same stop on purpose (the schedule stays the 2-epoch one)
     stop = tmp_path / "stop"
     opts = tiny_opts(tiny_data, stop, "TRAIN.STOP_AFTER_EPOCH", "1")
-    assert trainer.main(["--cfg", str(DEMO_CFG), *opts]) == 0
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *opts]) == 0
     assert load_file(out_dir(stop) / "checkpoint.pth.tar")["epoch"] == 1
     assert not (out_dir(stop) / "final_state.pth").exists()
-    assert trainer.main(["--cfg", str(DEMO_CFG), *opts, "TRAIN.RESUME", "True"]) == 0
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *opts, "TRAIN.RESUME", "True"]) == 0
     c = load_file(out_dir(stop) / "final_state.pth")
     assert all(torch.equal(a[key], c[key]) for key in a)
 
 
-def test_nan_loss_stops_and_keeps_saved_files(tiny_data, tmp_path, monkeypatch, caplog):
-    import lib.core.criterion as criterion_module
-
-    build = criterion_module.build_criterion
+def test_nan_loss_stops_and_keeps_saved_files(tiny_data, tmp_path, monkeypatch, capsys):
+    build = training.build_criterion
     state = {"epoch": 0}
-    real_train = trainer.train_one_epoch
+    real_train = training.train_one_epoch
 
     def track(*args, **kwargs):
         state["epoch"] = kwargs["epoch"]
@@ -88,18 +88,19 @@ def test_nan_loss_stops_and_keeps_saved_files(tiny_data, tmp_path, monkeypatch, 
             return loss * float("nan") if state["epoch"] == 1 and self.training else loss
 
     monkeypatch.setattr(
-        criterion_module, "build_criterion", lambda *a, **k: NanAfterEpochOne(build(*a, **k))
+        training, "build_criterion", lambda *a, **k: NanAfterEpochOne(build(*a, **k))
     )
-    monkeypatch.setattr(trainer, "train_one_epoch", track)
-    rc = trainer.main(["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, tmp_path)])
-    assert rc == 1
-    assert "loss is nan at epoch 1 iteration 0" in caplog.text
+    monkeypatch.setattr(training, "train_one_epoch", track)
+    rc = train_tool.main(["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, tmp_path)])
+    assert rc == 1  # partly done: epoch 1 is saved and resumable
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: loss is nan at epoch 1 iteration 0")
     files = out_dir(tmp_path)
     assert load_file(files / "checkpoint.pth.tar")["epoch"] == 1
     assert not (files / "final_state.pth").exists()
     digest = hashlib.sha256((files / "checkpoint.pth.tar").read_bytes()).hexdigest()
     assert (
-        trainer.main(
+        train_tool.main(
             ["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, tmp_path, "TRAIN.RESUME", "True")]
         )
         == 1
@@ -108,55 +109,54 @@ def test_nan_loss_stops_and_keeps_saved_files(tiny_data, tmp_path, monkeypatch, 
 
 
 def test_eval_interval_validates_only_every_n_epochs_and_at_the_end(tiny_data, tmp_path, monkeypatch):
-    real = trainer.validate
+    real = training.validate
     epochs = []
 
     def counting_validate(*args, **kwargs):
         epochs.append(kwargs["epoch"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "validate", counting_validate)
+    monkeypatch.setattr(training, "validate", counting_validate)
     opts = tiny_opts(tiny_data, tmp_path, "TRAIN.END_EPOCH", "3", "TRAIN.EVAL_INTERVAL", "2")
-    assert trainer.main(["--cfg", str(DEMO_CFG), *opts]) == 0
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *opts]) == 0
     assert epochs == [1, 2]  # after the 2nd epoch (interval) and the 3rd (last)
     ckpt = load_file(out_dir(tmp_path) / "checkpoint.pth.tar")
     assert ckpt["epoch"] == 3 and (out_dir(tmp_path) / "best.pth").is_file()
 
 
 def test_flags_may_follow_the_overrides():
-    from lib.core.evaluator import parse_args as test_args
-
-    args = test_args(["--cfg", "x.yaml", "TRAIN.IGNORE_LABEL", "-1", "--no-save", "TEST.IMAGE_SIZE", "[960, 540]"])
+    args = test_tool.parse_args(["--cfg", "x.yaml", "TRAIN.IGNORE_LABEL", "-1", "--no-save", "TEST.IMAGE_SIZE", "[960, 540]"])
     assert args.save is False and args.opts == ["TRAIN.IGNORE_LABEL", "-1", "TEST.IMAGE_SIZE", "[960, 540]"]
-    args = trainer.parse_args(["--cfg", "x.yaml", "TRAIN.LR", "0.1", "--local-rank=2"])
+    args = train_tool.parse_args(["--cfg", "x.yaml", "TRAIN.LR", "0.1", "--local-rank=2"])
     assert args.local_rank == 2 and args.opts == ["TRAIN.LR", "0.1"]
 
 
 def test_ctrl_c_says_where_to_resume_and_a_new_run_keeps_the_old_files(
-    tiny_data, tmp_path, monkeypatch, caplog
+    tiny_data, tmp_path, monkeypatch, capsys
 ):
-    real = trainer.train_one_epoch
+    real = training.train_one_epoch
 
     def interrupt_epoch_two(*args, **kwargs):
         if kwargs["epoch"] == 1:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "train_one_epoch", interrupt_epoch_two)
+    monkeypatch.setattr(training, "train_one_epoch", interrupt_epoch_two)
     opts = tiny_opts(tiny_data, tmp_path)
-    assert trainer.main(["--cfg", str(DEMO_CFG), *opts]) == 130
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *opts]) == 130
     ckpt = out_dir(tmp_path) / "checkpoint.pth.tar"
-    line = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"][-1]
+    line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line == (
         f"interrupted: {ckpt} holds epoch 1; run the same command with TRAIN.RESUME True "
         "to continue from there"
     )
-    monkeypatch.setattr(trainer, "train_one_epoch", real)
+    monkeypatch.setattr(training, "train_one_epoch", real)
     digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
-    caplog.clear()
-    # a fresh run into that folder is refused, files untouched; TRAIN.OVERWRITE replaces them
-    assert trainer.main(["--cfg", str(DEMO_CFG), *opts]) == 1
-    assert "holds an earlier run (checkpoint.pth.tar, best.pth)" in caplog.text
+    # a fresh run into that folder is refused (nothing done: exit 2), files untouched;
+    # TRAIN.OVERWRITE replaces them
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *opts]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "holds an earlier run (checkpoint.pth.tar, best.pth)" in err
     assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == digest
-    assert trainer.main(["--cfg", str(DEMO_CFG), *opts, "TRAIN.OVERWRITE", "True"]) == 0
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *opts, "TRAIN.OVERWRITE", "True"]) == 0
     assert load_file(ckpt)["epoch"] == 2

@@ -8,7 +8,7 @@ from contextlib import nullcontext
 import pytest
 import torch
 
-from lib.utils import amp
+from lib.utils import amp, runtime
 from lib.utils.amp import autocast, autocast_dtype, grad_scaler, to_device
 
 
@@ -85,15 +85,15 @@ def test_emulated_bf16_on_an_old_gpu_falls_back_to_fp32(monkeypatch):
 
 
 def test_resolve_device_names_what_is_wrong(monkeypatch):
-    assert amp.resolve_device("cpu") == torch.device("cpu")
+    assert runtime.resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(ValueError, match="expected cpu, cuda or cuda:N"):
-        amp.resolve_device("gpu0")
+        runtime.resolve_device("gpu0")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert amp.resolve_device("") == torch.device("cpu")
+    assert runtime.resolve_device("") == torch.device("cpu")
     with pytest.raises(ValueError, match="no CUDA GPU is visible"):
-        amp.resolve_device("cuda")
+        runtime.resolve_device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert amp.resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert runtime.resolve_device("cuda:1") == torch.device("cuda", 1)
     with pytest.raises(ValueError, match="only 2 CUDA GPU"):
-        amp.resolve_device("cuda:2")
+        runtime.resolve_device("cuda:2")

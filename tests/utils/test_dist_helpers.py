@@ -164,7 +164,7 @@ def test_launched_single_process_uses_a_process_group(monkeypatch):
 def _resume_worker(rank: int, store: str, folder: str, result_dir: str) -> None:
     import torch.distributed as dist
 
-    from lib.core.trainer import decide_resume
+    from lib.core.training import decide_resume
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)

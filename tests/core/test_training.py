@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from lib.core.function import NonFiniteLossError, train_one_epoch, validate
-from lib.utils.lr import poly_lr
+from lib.core.training import NonFiniteLossError, train_one_epoch, validate
+from lib.utils.optim import poly_lr
 
 
 class TinySeg(nn.Module):
@@ -154,7 +154,7 @@ class Counter:
 
 def test_loss_is_read_and_reduced_only_at_checks(monkeypatch):
     # 10 iterations, PRINT_FREQ 5, global iterations 3..12: checks at 5, 10 and the last one
-    import lib.core.function as function
+    import lib.core.training as function
 
     reduce = Counter(function.all_reduce_sum)
     monkeypatch.setattr(function, "all_reduce_sum", reduce)
@@ -192,7 +192,7 @@ def test_validate_with_an_empty_shard_still_reports():
 
 
 def test_testval_gives_channels_last_inputs_when_asked():
-    from lib.core.function import testval
+    from lib.core.evaluation import testval
 
     class Recorder(TinySeg):
         formats: list = []

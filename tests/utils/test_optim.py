@@ -4,7 +4,7 @@ import pytest
 from torch import nn
 
 from lib.config import get_config
-from lib.utils.lr import build_optimizer, param_groups, poly_lr, set_poly_lr
+from lib.utils.optim import build_optimizer, param_groups, poly_lr, set_poly_lr
 
 
 def test_poly_lr_values():

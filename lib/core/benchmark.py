@@ -37,7 +37,7 @@ from torch import nn
 from lib.core.criterion import build_criterion
 from lib.core.inference import multi_scale_inference
 from lib.datasets.decode import decode_image, image_size, read_bytes, target_size
-from lib.models.fusion import fold_batchnorm
+from lib.models.bn_folding import fold_batchnorm
 from lib.utils.amp import AMP_NAMES, autocast, autocast_dtype, bf16_supported, grad_scaler
 
 __all__ = ["Variant", "parse_variant", "INFER_VARIANTS", "TRAIN_VARIANTS", "PHOTO_VARIANTS",

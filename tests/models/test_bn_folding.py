@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from lib.config import get_config
+from lib.core.benchmark import calibrate, random_image
 from lib.models import get_seg_model
-from lib.models.fusion import count_batchnorms, fold_batchnorm, prepare_for_inference
+from lib.models.bn_folding import count_batchnorms, fold_batchnorm, prepare_for_inference
 from lib.utils.amp import autocast, bf16_supported
-from lib.utils.benchmark import calibrate, random_image
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CFG = REPO / "experiments" / "daodixian_seg" / "seg_hrnet_ocr_w18_small_v1_demo.yaml"

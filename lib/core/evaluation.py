@@ -1,0 +1,240 @@
+"""Evaluation: `evaluate` (tools/test.py's work: weights + DATASET.TEST_SET -> metrics json
+and/or prediction PNGs), `testval` (the official multi-scale + flip loop over a loader), and
+`metrics_table`.
+
+Loads TEST.MODEL_FILE (default: OUTPUT_DIR/<dataset>/<cfg name>/final_state.pth; our files and
+the official ones alike), runs the official multi-scale (TEST.SCALE_LIST) + flip
+(TEST.FLIP_TEST) inference with TEST.IMAGE_SIZE windows, and writes palette PNGs (plus 0/255 id
+PNGs for power lines) under the output folder. Runs on CPU, one GPU, or under torchrun.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from lib.config import ExperimentPaths
+from lib.core.inference import multi_scale_inference
+from lib.core.metrics import ConfusionMatrix
+from lib.core.thresholds import (
+    ThresholdSweep,
+    decide,
+    probability_png,
+    resolve_threshold,
+    wire_probability,
+)
+from lib.core.wire_metrics import WireMetrics, wire_metrics_from_cfg
+from lib.datasets import build_dataset
+from lib.datasets.palette import POWERLINE_ID_VALUES, palette_for, save_id_png, save_palette_png
+from lib.models import load_trained
+from lib.models.bn_folding import prepare_for_inference
+from lib.models.summary import model_summary
+from lib.utils.atomic import write_text_atomic
+from lib.utils.distributed import (
+    ShardSampler,
+    all_reduce_sum,
+    init_distributed,
+    is_main_process,
+    unwrap,
+)
+from lib.utils.logs import setup_logging
+from lib.utils.runtime import configure_backends, limit
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate(
+    cfg, name: str, local_rank: int = -1, save: bool = True, sweep=None
+) -> dict | None:
+    """Run tools/test.py's work; returns the metrics (labelled list) or None (predictions only).
+
+    `sweep` (a lib.core.thresholds.ThresholdSweep) also collects wire P/R per threshold.
+    """
+    info = init_distributed(local_rank)
+    configure_backends(cfg)
+    paths = ExperimentPaths.of(cfg, name)
+    setup_logging(info.rank, paths.log_file("test") if info.is_main else None)
+    logger.info("%s", info.describe())
+
+    model_file = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else paths.final
+    threshold, source = resolve_threshold(cfg, model_file)
+    wire = wire_metrics_from_cfg(cfg)
+    if threshold > 0:
+        logger.info("wire where P(wire) >= %.4g (%s)", threshold, source)
+    model = load_trained(cfg, model_file)
+    if info.is_main:
+        crop_w, crop_h = cfg.TEST.IMAGE_SIZE
+        logger.info("model: %s", model_summary(model, crop_h, crop_w))
+    model = prepare_for_inference(model, cfg, info.device)  # eval, TEST.FOLD_BN, CHANNELS_LAST
+
+    dataset = limit(build_dataset(cfg, "test"), cfg.TEST.NUM_SAMPLES)
+    loader = DataLoader(
+        dataset,
+        batch_size=1,
+        sampler=ShardSampler(len(dataset), info.rank, info.world_size),
+        num_workers=cfg.WORKERS,
+        pin_memory=cfg.PIN_MEMORY and info.device.type == "cuda",
+    )
+    has_labels = getattr(dataset, "has_labels", True)
+    save_dir = paths.results(has_labels) if save else None
+    crop_w, crop_h = cfg.TEST.IMAGE_SIZE
+    metrics = testval(
+        model,
+        loader,
+        num_classes=cfg.DATASET.NUM_CLASSES,
+        ignore_label=cfg.TRAIN.IGNORE_LABEL,
+        scales=list(cfg.TEST.SCALE_LIST),
+        flip=cfg.TEST.FLIP_TEST,
+        base_size=cfg.TEST.BASE_SIZE,
+        crop_size=(crop_h, crop_w),
+        align_corners=cfg.MODEL.ALIGN_CORNERS,
+        output_index=cfg.TEST.OUTPUT_INDEX,
+        window_batch=cfg.TEST.WINDOW_BATCH,
+        amp=cfg.TEST.AMP,
+        channels_last=cfg.MODEL.CHANNELS_LAST,
+        save_dir=save_dir,
+        palette=palette_for(cfg.DATASET.DATASET, cfg.DATASET.NUM_CLASSES),
+        id_values=POWERLINE_ID_VALUES if cfg.DATASET.DATASET == "daodixian_seg" else None,
+        wire_metrics=wire,
+        wire_threshold=threshold,
+        wire_classes=wire.wire_classes if wire is not None else (1,),
+        save_prob=cfg.TEST.SAVE_PROB,
+        sweep=sweep,
+    )
+    if info.is_main and metrics is not None and sweep is None:
+        metrics["model_file"] = str(model_file)
+        metrics["test_set"] = cfg.DATASET.TEST_SET
+        metrics["wire_threshold"] = threshold if threshold > 0 else "argmax"
+        write_text_atomic(paths.test_metrics, json.dumps(metrics, indent=2), "the metrics")
+    if info.is_main and save_dir is not None:
+        logger.info("predictions: %s", save_dir)
+    return metrics if info.is_main else None
+
+
+def _save_prediction(pred: np.ndarray, name: str, save_dir: Path, palette, id_values) -> None:
+
+    save_palette_png(pred, save_dir / f"{name}.png", palette)
+    if id_values is not None:
+        save_id_png(pred, save_dir / "ids" / f"{name}.png", id_values)
+
+
+def _save_probability(prob: torch.Tensor, name: str, save_dir: Path) -> None:
+
+    save_id_png(probability_png(prob), save_dir / "probs" / f"{name}.png", None)
+
+
+@torch.no_grad()
+def testval(
+    model: nn.Module,
+    loader,
+    *,
+    num_classes: int,
+    ignore_label: int,
+    scales: Sequence[float],
+    flip: bool,
+    base_size: int,
+    crop_size: Sequence[int],
+    align_corners: bool = True,
+    output_index: int = -1,
+    window_batch: int = 4,
+    amp: str = "",
+    channels_last: bool = False,
+    save_dir: str | Path | None = None,
+    palette: Sequence[Sequence[int]] | None = None,
+    id_values: Sequence[int] | None = None,
+    wire_metrics: WireMetrics | None = None,
+    wire_threshold: float = 0.0,
+    wire_classes: Sequence[int] = (1,),
+    save_prob: bool = False,
+    sweep: ThresholdSweep | None = None,
+) -> dict | None:
+    """Official multi-scale (+flip) inference over `loader` (batch size 1).
+
+    With labels (the dataset's `has_labels`), returns the metrics summed over all ranks;
+    without, returns None. With `save_dir`, writes `<name>.png` palette predictions and, when
+    `id_values` is given, `ids/<name>.png` raw-id PNGs (power lines: 0/255). `channels_last`
+    (MODEL.CHANNELS_LAST) gives the network channels_last inputs, as training and validation do.
+
+    Decisions: argmax (official) unless `wire_threshold` > 0, where P(wire classes) >= threshold
+    makes a wire pixel (lib/core/thresholds.py). `save_prob` adds `probs/<name>.png`, P(wire) in
+    8 bits. `sweep` (a ThresholdSweep) collects wire P/R for many thresholds at once.
+    """
+    net = unwrap(model).eval()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    device = next(net.parameters()).device
+    has_labels = getattr(loader.dataset, "has_labels", True)
+    cm = ConfusionMatrix(num_classes, ignore_label, device) if has_labels else None
+    save_dir = Path(save_dir) if save_dir is not None else None
+    for images, labels, _, names in tqdm(
+        loader, desc="test", disable=not is_main_process(), dynamic_ncols=True
+    ):
+        for k in range(len(images)):
+            pred = multi_scale_inference(
+                net,
+                images[k : k + 1],
+                num_classes=num_classes,
+                scales=scales,
+                flip=flip,
+                base_size=base_size,
+                crop_size=crop_size,
+                align_corners=align_corners,
+                output_index=output_index,
+                window_batch=window_batch,
+                amp=amp,
+                memory_format=memory_format,
+            )
+            if cm is not None:
+                label = labels[k : k + 1].to(device).long()
+                if pred.shape[-2:] != label.shape[-2:]:
+                    pred = F.interpolate(
+                        pred, label.shape[-2:], mode="bilinear", align_corners=align_corners
+                    )
+            ids = decide(pred[0], wire_threshold, wire_classes)  # argmax when threshold <= 0
+            want_prob = (sweep is not None and cm is not None) or (save_dir is not None and save_prob)
+            prob = wire_probability(pred[0], wire_classes) if want_prob else None
+            if cm is not None:
+                cm.update(label, ids[None])
+                if wire_metrics is not None:
+                    wire_metrics.update(ids, label[0])
+                if sweep is not None:
+                    sweep.update(prob, label[0])
+            if save_dir is not None:
+                _save_prediction(ids.cpu().numpy(), names[k], save_dir, palette, id_values)
+                if save_prob:
+                    _save_probability(prob, names[k], save_dir)
+    if cm is None:
+        return None
+    cm.reduce_from_all_processes()
+    if sweep is not None:
+        counts = torch.from_numpy(sweep.counts)
+        all_reduce_sum(counts)
+        sweep.counts = counts.numpy()
+    result = cm.compute()
+    result["confusion_matrix"] = cm.mat.cpu().tolist()
+    if wire_metrics is not None:  # (ours) tolerant wire P/R/F1 and clDice
+        wire_metrics.reduce_from_all_processes()
+        result["wire"] = wire_metrics.compute()
+    return result
+
+
+def metrics_table(metrics: dict, class_names: Sequence[str] | None = None) -> str:
+    """A plain-text table: one row per class (IoU), then mIoU, pixel and mean accuracy."""
+    names = list(class_names) if class_names else [str(c) for c in range(len(metrics["iou"]))]
+    width = max(10, *(len(n) for n in names))
+    lines = [f"{'class':<{width}}  IoU", "-" * (width + 9)]
+    lines += [f"{n:<{width}}  {v:.4f}" for n, v in zip(names, metrics["iou"])]
+    lines += ["-" * (width + 9)]
+    for key, label in (("miou", "mIoU"), ("pixel_acc", "pixel acc"), ("mean_acc", "mean acc")):
+        lines.append(f"{label:<{width}}  {metrics[key]:.4f}")
+    for key, value in metrics.get("wire", {}).items():  # tolerance-based wire scores
+        lines.append(f"{'wire ' + key:<{width}}  {value:.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,541 @@
+"""Training, read top to bottom: `train` (set-up, then per epoch: train_one_epoch, validate,
+save), `train_one_epoch` (every step of an iteration), `validate` (single scale, whole images).
+
+`train(cfg, name)` works in one process, under `torchrun --nproc_per_node=N` (any number of
+nodes) and under the legacy `python -m torch.distributed.launch`; tools/train.py is its command
+line. Every step of a training iteration is in `train_one_epoch`: data to device, lr, forward
+and loss (under autocast when TRAIN.AMP is set), a NaN check, backward, step, log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tensorboardX import SummaryWriter
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from lib.config import ExperimentPaths
+from lib.core.criterion import build_criterion
+from lib.core.metrics import ConfusionMatrix
+from lib.core.wire_metrics import WireMetrics, wire_metrics_from_cfg
+from lib.datasets import build_dataset
+from lib.datasets.palette import palette_for
+from lib.models import get_seg_model, load_weights
+from lib.models.summary import model_summary
+from lib.utils.amp import autocast, autocast_dtype, grad_scaler
+from lib.utils.checkpoint import (
+    load_file,
+    official_state_dict,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
+from lib.utils.distributed import (
+    DistInfo,
+    DistributedSetupError,
+    ShardSampler,
+    all_gather_object,
+    all_gather_tensor,
+    all_reduce,
+    all_reduce_sum,
+    broadcast_object,
+    get_world_size,
+    init_distributed,
+    is_main_process,
+    maybe_sync_batchnorm,
+    unwrap,
+    wrap_ddp,
+)
+from lib.utils.logs import setup_logging
+from lib.utils.optim import build_optimizer, set_poly_lr
+from lib.utils.runtime import configure_backends, limit, seed_everything
+
+logger = logging.getLogger(__name__)
+
+
+def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) -> dict:
+    """Run a whole training; returns {"best_mIoU", "last": last validation metrics, "out_dir"}.
+
+    `progress` (optional) is kept up to date with the checkpoint path and the last saved epoch,
+    so a caller can say where to resume after an interruption.
+    """
+    progress = progress if progress is not None else {}
+    info = init_distributed(local_rank)
+    device, main_rank = info.device, info.is_main
+    seed_everything(cfg.SEED + info.rank)
+    configure_backends(cfg)
+    paths = ExperimentPaths.of(cfg, name)
+    log_dir = paths.train_log_dir()
+    if main_rank:
+        paths.out_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(info.rank, log_dir / f"{name}_train.log" if main_rank else None)
+    logger.info("%s", info.describe())
+    writer = SummaryWriter(str(log_dir)) if main_rank else None
+    logger.info("config %s, %d process(es) on %s\n%s", name, info.world_size, device, cfg.dump())
+
+    train_set, loaders = _datasets_and_loaders(cfg, info)
+    model, criterion = _model_and_loss(cfg, info, getattr(train_set, "class_weights", None))
+    optimizer = build_optimizer(cfg, model)
+    scaler = grad_scaler(cfg.TRAIN.AMP, device)  # enabled only for fp16 on CUDA
+    progress.update(checkpoint=paths.checkpoint, saved_epoch=None)
+    start_epoch, best_miou, resumed = _resume(cfg, paths, info, model, optimizer, scaler)
+    if resumed:
+        progress["saved_epoch"] = start_epoch
+    ddp_model = wrap_ddp(model, info)
+
+    end_epoch = cfg.TRAIN.END_EPOCH + cfg.TRAIN.EXTRA_EPOCH
+    freeze = [s.strip() for s in cfg.TRAIN.FREEZE_LAYERS.split(",") if s.strip()]
+    palette = palette_for(cfg.DATASET.DATASET, cfg.DATASET.NUM_CLASSES)
+    metrics: dict = {}
+    for epoch in range(start_epoch, end_epoch):
+        loader, base_lr, phase_epoch, iters, max_iters = _phase(cfg, loaders, epoch)
+        stats = train_one_epoch(
+            ddp_model, criterion, optimizer, loader,
+            epoch=epoch, base_lr=base_lr, first_iter=phase_epoch * iters, max_iters=max_iters,
+            device=device, scaler=scaler, amp=cfg.TRAIN.AMP,
+            channels_last=cfg.MODEL.CHANNELS_LAST,
+            freeze=freeze if epoch < cfg.TRAIN.FREEZE_EPOCHS else (),
+            writer=writer, print_freq=cfg.PRINT_FREQ,
+        )  # fmt: skip
+        validated = (epoch + 1) % max(1, cfg.TRAIN.EVAL_INTERVAL) == 0 or epoch + 1 == end_epoch
+        if validated:
+            metrics = validate(
+                ddp_model, criterion, loaders["val"],
+                num_classes=cfg.DATASET.NUM_CLASSES, ignore_label=cfg.TRAIN.IGNORE_LABEL,
+                device=device, align_corners=cfg.MODEL.ALIGN_CORNERS, amp=cfg.TEST.AMP,
+                channels_last=cfg.MODEL.CHANNELS_LAST, writer=writer, epoch=epoch,
+                palette=palette, wire_metrics=wire_metrics_from_cfg(cfg),
+            )  # fmt: skip
+        rngs = all_gather_object(rng_state())  # every rank's generators, for an exact resume
+        if main_rank:
+            state = official_state_dict(model, criterion)
+            if validated and metrics["miou"] > best_miou:
+                best_miou = metrics["miou"]
+                save_atomic(state, paths.best)
+            save_atomic(
+                {
+                    "epoch": epoch + 1,
+                    "best_mIoU": best_miou,
+                    "state_dict": state,
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "iteration": (phase_epoch + 1) * iters,
+                    "rng": rngs,
+                    "metrics": {
+                        k: metrics[k]
+                        for k in ("miou", "iou", "confusion_matrix", "wire")
+                        if k in metrics
+                    },
+                },
+                paths.checkpoint,
+            )
+        progress["saved_epoch"] = epoch + 1
+        logger.info("%s", _epoch_line(epoch, end_epoch, stats, metrics if validated else None,
+                                      best_miou))
+        if epoch + 1 == cfg.TRAIN.STOP_AFTER_EPOCH < end_epoch:
+            logger.info(
+                "stopped after epoch %d (TRAIN.STOP_AFTER_EPOCH); resume with TRAIN.RESUME True "
+                "from %s", epoch + 1, paths.checkpoint,
+            )  # fmt: skip
+            if writer is not None:
+                writer.close()
+            return {"best_mIoU": best_miou, "last": metrics, "out_dir": paths.out_dir,
+                    "stopped": epoch + 1}
+    if main_rank:
+        save_atomic(official_state_dict(model, criterion), paths.final)
+        writer.close()
+        logger.info("done: %s (best mIoU %.4f)", paths.final, best_miou)
+    return {"best_mIoU": best_miou, "last": metrics, "out_dir": paths.out_dir}
+
+
+def _datasets_and_loaders(cfg, info: DistInfo) -> tuple:
+    """(the training set, {"train", "val", "extra" (or None)} loaders): dataset -> limit ->
+    loader for each split, and a one-line error when the training set gives no full batch."""
+    splits = {"train": ("train", cfg.TRAIN.NUM_SAMPLES, True),
+              "val": ("val", cfg.TEST.NUM_SAMPLES, False)}
+    if cfg.TRAIN.EXTRA_EPOCH > 0:
+        splits["extra"] = ("extra", cfg.TRAIN.NUM_SAMPLES, True)
+    sets = {key: limit(build_dataset(cfg, split), n) for key, (split, n, _) in splits.items()}
+    loaders = {key: make_loader(cfg, sets[key], info, train=training)
+               for key, (_, _, training) in splits.items()}
+    loaders.setdefault("extra", None)
+    if len(loaders["train"]) == 0:  # official: int(len / batch / world), with drop_last
+        raise ValueError(
+            f"{cfg.DATASET.TRAIN_SET}: {len(sets['train'])} samples give no full batch of "
+            f"TRAIN.BATCH_SIZE_PER_GPU={cfg.TRAIN.BATCH_SIZE_PER_GPU} on {info.world_size} "
+            "process(es)"
+        )
+    return sets["train"], loaders
+
+
+def _model_and_loss(cfg, info: DistInfo, class_weights) -> tuple[nn.Module, nn.Module]:
+    """The network (MODEL.PRETRAINED loaded; SyncBatchNorm when distributed on GPUs) and the
+    criterion, on the process's device."""
+    model = get_seg_model(cfg)
+    if info.is_main:
+        crop_w, crop_h = cfg.TRAIN.IMAGE_SIZE
+        logger.info("model: %s", model_summary(model, crop_h, crop_w))
+    model = maybe_sync_batchnorm(model, info).to(info.device)
+    synced = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+    if synced:
+        logger.info("SyncBatchNorm: %d layers synchronised over %d process(es)", synced,
+                    info.world_size)
+    if cfg.MODEL.CHANNELS_LAST:
+        model = model.to(memory_format=torch.channels_last)
+    return model, build_criterion(cfg, class_weights).to(info.device)
+
+
+def _resume(cfg, paths: ExperimentPaths, info: DistInfo, model, optimizer, scaler):
+    """(first epoch, best mIoU so far, resumed?): TRAIN.BEGIN_EPOCH and 0, or the checkpoint's,
+    with the model, optimizer, scaler and this rank's generators restored from it."""
+    resume = decide_resume(paths.checkpoint, cfg.TRAIN.RESUME or cfg.AUTO_RESUME, info)
+    check_fresh_start(paths.out_dir, resume, cfg.TRAIN.OVERWRITE)
+    if not resume:
+        return cfg.TRAIN.BEGIN_EPOCH, 0.0, False
+    ckpt = load_file(paths.checkpoint)
+    load_weights(model, ckpt, strict=True)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    rngs = ckpt.get("rng")
+    if rngs and len(rngs) == info.world_size:
+        set_rng_state(rngs[info.rank])
+    logger.info("resumed from %s at epoch %d (best mIoU %.4f)", paths.checkpoint, ckpt["epoch"],
+                ckpt["best_mIoU"])
+    return ckpt["epoch"], ckpt["best_mIoU"], True
+
+
+def _phase(cfg, loaders: dict, epoch: int):
+    """(loader, base lr, epoch within the phase, iterations per epoch, iterations of the phase)
+    for the main phase (TRAIN.END_EPOCH epochs at TRAIN.LR) or the extra one (EXTRA_*): the
+    poly schedule runs from each phase's base lr to 0 over that phase."""
+    extra = epoch >= cfg.TRAIN.END_EPOCH
+    loader = loaders["extra"] if extra else loaders["train"]
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    if extra:
+        iters = len(loader)
+        return (loader, cfg.TRAIN.EXTRA_LR, epoch - cfg.TRAIN.END_EPOCH, iters,
+                cfg.TRAIN.EXTRA_EPOCH * iters)
+    iters = len(loaders["train"])
+    return loader, cfg.TRAIN.LR, epoch, iters, cfg.TRAIN.END_EPOCH * iters
+
+
+def _epoch_line(epoch: int, end_epoch: int, stats: dict, metrics: dict | None, best: float) -> str:
+    val = (
+        f"val loss {metrics['loss']:.4f}, mIoU {metrics['miou']:.4f} (best {best:.4f}), "
+        f"IoU {' '.join(f'{v:.4f}' for v in metrics['iou'])}"
+        if metrics is not None
+        else "not validated"
+    )
+    return (f"epoch {epoch + 1}/{end_epoch}: loss {stats['loss']:.4f}, lr {stats['lr']:.3g}, "
+            f"{stats['seconds']:.1f} s | {val}")
+
+
+def make_loader(cfg, dataset, info: DistInfo, *, train: bool, epoch_seed: int = 0) -> DataLoader:
+    """Training: DistributedSampler (shuffle, drop_last batches); evaluation: unpadded shards."""
+    workers = cfg.WORKERS
+    common = dict(
+        num_workers=workers,
+        pin_memory=cfg.PIN_MEMORY and info.device.type == "cuda",
+        # persistent workers keep their RNG across epochs, which an exact resume cannot replay
+        persistent_workers=workers > 0 and cfg.TRAIN.PERSISTENT_WORKERS and not cfg.DETERMINISTIC,
+    )
+    if not train:
+        sampler = ShardSampler(len(dataset), info.rank, info.world_size)
+        return DataLoader(
+            dataset, batch_size=cfg.TEST.BATCH_SIZE_PER_GPU, sampler=sampler, **common
+        )
+    if info.distributed:
+        sampler = DistributedSampler(
+            dataset,
+            info.world_size,
+            info.rank,
+            shuffle=cfg.TRAIN.SHUFFLE,
+            seed=cfg.SEED + epoch_seed,
+        )
+        return DataLoader(
+            dataset,
+            batch_size=cfg.TRAIN.BATCH_SIZE_PER_GPU,
+            sampler=sampler,
+            drop_last=True,
+            **common,
+        )
+    return DataLoader(
+        dataset,
+        batch_size=cfg.TRAIN.BATCH_SIZE_PER_GPU,
+        shuffle=cfg.TRAIN.SHUFFLE,
+        drop_last=True,
+        **common,
+    )
+
+
+def decide_resume(ckpt_path: Path, wanted: bool, info: DistInfo) -> bool:
+    """Whether this run resumes from `ckpt_path`: decided once, by rank 0, for every rank.
+
+    Ranks that each looked for the file themselves could start at different epochs on nodes
+    without a shared OUTPUT_DIR and then wait on each other forever; here, when rank 0 resumes
+    and another rank cannot read the file, every rank stops with one line naming those ranks.
+    """
+    resume, path0 = broadcast_object((bool(wanted) and ckpt_path.is_file(), str(ckpt_path)))
+    if wanted and not resume and info.is_main:
+        logger.warning(
+            "TRAIN.RESUME / AUTO_RESUME is set but %s does not exist: starting from the beginning",
+            ckpt_path,
+        )
+    if resume:
+        seen = all_gather_object(ckpt_path.is_file())
+        missing = [rank for rank, ok in enumerate(seen) if not ok]
+        if missing:
+            raise DistributedSetupError(
+                f"rank 0 resumes from {path0} but rank(s) {', '.join(map(str, missing))} "
+                "cannot see that file: give all nodes a shared OUTPUT_DIR or copy the checkpoint "
+                "to each node"
+            )
+    return resume
+
+
+def check_fresh_start(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """A new run must not replace an earlier run's files unless told (TRAIN.OVERWRITE); decided
+    by rank 0 for every rank, like the resume."""
+    found = [n for n in ("checkpoint.pth.tar", "best.pth", "final_state.pth") if (out_dir / n).is_file()]
+    found = broadcast_object(found)
+    if found and not resume and not overwrite:
+        raise ValueError(
+            f"{out_dir} holds an earlier run ({', '.join(found)}): continue it with TRAIN.RESUME "
+            "True, replace it with TRAIN.OVERWRITE True, or choose another OUTPUT_DIR"
+        )
+    if found and not resume:
+        logger.warning("TRAIN.OVERWRITE: the earlier run's %s in %s will be replaced",
+                       ", ".join(found), out_dir)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stops before anything else is saved."""
+
+
+def frozen_parameters(model: nn.Module, prefixes: Sequence[str]) -> list[nn.Parameter]:
+    """Parameters whose (unwrapped) name starts with one of `prefixes` (TRAIN.FREEZE_LAYERS)."""
+    if not prefixes:
+        return []
+    return [p for k, p in unwrap(model).named_parameters() if k.startswith(tuple(prefixes))]
+
+
+def _freeze_batchnorm(model: nn.Module, prefixes: Sequence[str]) -> None:
+    # frozen layers also keep their BatchNorm statistics
+    for name, module in unwrap(model).named_modules():
+        if (
+            prefixes
+            and name.startswith(tuple(prefixes))
+            and isinstance(module, nn.modules.batchnorm._BatchNorm)
+        ):
+            module.eval()
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader,
+    *,
+    epoch: int,
+    base_lr: float,
+    first_iter: int,
+    max_iters: int,
+    device: torch.device,
+    scaler: torch.amp.GradScaler,
+    amp: str = "",
+    channels_last: bool = False,
+    freeze: Sequence[str] = (),
+    writer=None,
+    print_freq: int = 20,
+) -> dict:
+    """One pass over `loader`; iteration i uses lr = poly(base_lr, first_iter + i, max_iters).
+
+    Returns {"loss": mean loss over ranks and iterations, "lr": last lr, "seconds": wall time}.
+    Raises NonFiniteLossError naming the epoch and iteration when any rank's loss is NaN/inf.
+    """
+    model.train()
+    amp_dtype = autocast_dtype(amp, device, "TRAIN.AMP")
+    _freeze_batchnorm(model, freeze)
+    frozen = frozen_parameters(model, freeze)
+    world = get_world_size()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    every = max(print_freq, 1)
+    n = len(loader)
+    # No host sync between checks: the losses, their count and the first non-finite iteration
+    # accumulate on the device, and are read (one all_reduce) every `print_freq` iterations
+    # and at the end of the epoch, so the CPU keeps queueing GPU work.
+    since = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of losses, bad steps)
+    first_bad = torch.tensor([n, 0.0], dtype=torch.float64, device=device)  # (iteration, loss)
+    total, lr, start = 0.0, base_lr, time.perf_counter()
+    bar = tqdm(
+        loader,
+        desc=f"epoch {epoch}",
+        disable=not is_main_process(),
+        dynamic_ncols=True,
+        leave=False,
+    )
+    for i, (images, labels, _, _) in enumerate(bar):
+        it = first_iter + i
+        lr = set_poly_lr(optimizer, base_lr, it, max_iters)
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        labels = labels.to(device, non_blocking=True).long()
+
+        with autocast(device, amp_dtype):
+            outputs = model(images)
+            loss = criterion(outputs, labels)
+
+        value = loss.detach().double()
+        bad = ~torch.isfinite(value)
+        since += torch.stack([value, bad.double()])
+        first_bad = torch.where(bad & (first_bad[0] == n), torch.stack([torch.full_like(value, i), value]), first_bad)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        for p in frozen:
+            p.grad = None
+        scaler.step(optimizer)
+        scaler.update()
+
+        if it % every == 0 or i == n - 1:  # the check: one sync and one all_reduce
+            current = value.float().reshape(1).to(since.dtype)
+            stats = all_reduce_sum(torch.cat([current, since]))  # same calls on every rank
+            step_loss, loss_sum, bad_steps = (float(v) for v in stats.tolist())
+            since.zero_()
+            if bad_steps:
+                _raise_non_finite(first_bad, epoch, first_iter, lr)
+            step_loss /= world
+            total += loss_sum / world
+            bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
+            if writer is not None and it % every == 0:
+                writer.add_scalar("train_loss", step_loss, it)
+                writer.add_scalar("lr", lr, it)
+    bar.close()
+    return {"loss": total / max(n, 1), "lr": lr, "seconds": time.perf_counter() - start}
+
+
+def _raise_non_finite(first_bad: torch.Tensor, epoch: int, first_iter: int, lr: float) -> None:
+    """Every rank raises the same error naming the first iteration where any rank's loss was
+    NaN / inf (found at the next check, so steps up to then have run; nothing is saved)."""
+    i, value = min(tuple(t.tolist()) for t in all_gather_tensor(first_bad))
+    raise NonFiniteLossError(
+        f"loss is {value} at epoch {epoch} iteration {int(i)} "
+        f"(global iteration {first_iter + i}, lr {lr:.3g}); training stopped, saved files untouched"
+    )
+
+
+def _palette_image(pred: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
+    colours = np.zeros((256, 3), dtype=np.uint8)
+    colours[: len(palette)] = np.asarray(palette, dtype=np.uint8)
+    return colours[pred.astype(np.uint8)]
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module,
+    criterion: nn.Module,
+    loader,
+    *,
+    num_classes: int,
+    ignore_label: int,
+    device: torch.device,
+    align_corners: bool = True,
+    amp: str = "",
+    channels_last: bool = False,
+    writer=None,
+    epoch: int = 0,
+    palette: Sequence[Sequence[int]] | None = None,
+    num_images: int = 3,
+    wire_metrics: WireMetrics | None = None,
+) -> dict:
+    """Single-scale validation on whole images, as the official `validate`.
+
+    Under torch.distributed each rank runs its shard (use an unpadded sampler such as
+    ShardSampler) and the confusion matrices and loss sums are added across ranks, so any number
+    of processes reports the same numbers. Returns the main (last) output's metrics
+    (miou, iou, pixel_acc, mean_acc), `loss`, and `miou_per_output` for every model output.
+    """
+    net = unwrap(model)  # no DDP in eval: ranks may run different numbers of batches
+    net.eval()
+    amp_dtype = autocast_dtype(amp, device, "TEST.AMP")
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    matrices: list[ConfusionMatrix] = []
+    loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of loss * n, n)
+    for b, (images, labels, _, _) in enumerate(
+        tqdm(
+            loader, desc="validate", disable=not is_main_process(), dynamic_ncols=True, leave=False
+        )
+    ):
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        labels = labels.to(device, non_blocking=True).long()
+        with autocast(device, amp_dtype):
+            outputs = net(images)
+        outputs = [
+            o.float() for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])
+        ]
+        loss_sum += torch.stack(
+            [
+                criterion(outputs, labels).double() * len(images),
+                torch.tensor(len(images), dtype=torch.float64, device=device),
+            ]
+        )
+        if not matrices:
+            matrices = [ConfusionMatrix(num_classes, ignore_label, device) for _ in outputs]
+        for cm, out in zip(matrices, outputs):
+            out = F.interpolate(
+                out, size=labels.shape[-2:], mode="bilinear", align_corners=align_corners
+            )
+            cm.update_from_logits(labels, out)
+        if wire_metrics is not None:  # `out` is now the main output at label size
+            for pred, label in zip(out.argmax(1), labels):
+                wire_metrics.update(pred, label)
+        if writer is not None and b == 0 and palette is not None:
+            preds = outputs[-1].argmax(1).cpu().numpy()
+            for k in range(min(num_images, len(preds))):
+                writer.add_image(
+                    f"valid_pred/{k}", _palette_image(preds[k], palette), epoch, dataformats="HWC"
+                )
+    # Every rank makes the same collective calls: a rank whose shard was empty (fewer samples
+    # than processes) learns the number of model outputs from the others.
+    outputs_count = all_reduce(torch.tensor([len(matrices)], device=device), "max")
+    matrices += [
+        ConfusionMatrix(num_classes, ignore_label, device)
+        for _ in range(max(int(outputs_count.item()), 1) - len(matrices))
+    ]
+    for cm in matrices:
+        cm.reduce_from_all_processes()
+    all_reduce_sum(loss_sum)
+    result = matrices[-1].compute()
+    result["loss"] = (loss_sum[0] / loss_sum[1].clamp(min=1)).item()
+    result["miou_per_output"] = [cm.compute()["miou"] for cm in matrices]
+    result["confusion_matrix"] = matrices[-1].mat.cpu().tolist()
+    if wire_metrics is not None:  # (ours) tolerant wire P/R/F1 and clDice
+        wire_metrics.reduce_from_all_processes()
+        result["wire"] = wire_metrics.compute()
+    if writer is not None:
+        for key, value in result.get("wire", {}).items():
+            writer.add_scalar(f"valid_wire/{key}", value, epoch)
+        writer.add_scalar("valid_loss", result["loss"], epoch)
+        writer.add_scalar("valid_mIoU", result["miou"], epoch)
+        for c, iou in enumerate(result["iou"]):
+            writer.add_scalar(f"valid_IoU/class_{c}", iou, epoch)
+    return result
+
+
+def interrupted_message(progress: dict) -> str:
+    """One line after Ctrl-C: what is saved and how to go on."""
+    saved, ckpt = progress.get("saved_epoch"), progress.get("checkpoint")
+    if not saved or ckpt is None:
+        return "interrupted before the first checkpoint was saved: nothing to resume"
+    return (
+        f"interrupted: {ckpt} holds epoch {saved}; run the same command with TRAIN.RESUME True "
+        "to continue from there"
+    )

@@ -1,0 +1,1 @@
+"""Command-line tools (each a script: python tools/<name>.py --help); `tools.cli` is what they share."""

@@ -1,0 +1,107 @@
+"""What every command-line tool shares: its parser, its errors, its exit status.
+
+Exit status, the same for every tool in tools/ and tools_jss/:
+
+    0    done
+    1    partly done: some inputs were skipped (each named), or a run stopped after saving
+         work it can resume
+    2    nothing done: bad input (a config, list, photo, label, weights file or device) or bad
+         arguments, said in one line on stderr
+    130  interrupted (Ctrl-C): one line says what was saved and how to go on
+
+An error is one line on stderr, ``error: <what is wrong, naming the file>``, never a
+traceback; the same line goes to the tool's log file when it has one. Trained weights are
+loaded by `lib.models.load_trained` (always strict); `MODEL.PRETRAINED` (backbones) is the only
+non-strict, reported path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from lib.utils.distributed import cleanup
+from lib.utils.logs import error_line
+
+__all__ = ["DONE", "PARTLY", "NOTHING", "INTERRUPTED", "BAD_INPUT", "tool_parser", "parse",
+           "run", "report_error"]
+
+DONE, PARTLY, NOTHING, INTERRUPTED = 0, 1, 2, 130
+# every error a tool turns into one line: ConfigError, DatasetError, DecodeError, WeightsError,
+# AnnotationError, ConversionError (ValueError); missing or unwritable files, a full disk
+# (OSError); distributed set-up, non-finite losses, CUDA (RuntimeError)
+BAD_INPUT = (ValueError, OSError, RuntimeError)
+
+
+def tool_parser(
+    doc: str, *, cfg: bool | str = True, distributed: bool = False, opts: bool = True
+) -> argparse.ArgumentParser:
+    """A parser whose description is the docstring's first line and whose epilog is the rest.
+
+    cfg: True (--cfg required), a path (--cfg defaults to it) or False (no --cfg);
+    distributed: accept --local-rank / --local_rank (the legacy torch.distributed.launch);
+    opts: trailing KEY VALUE config overrides, accepted anywhere on the line.
+    """
+    first, _, rest = (doc or "").strip().partition("\n")
+    parser = argparse.ArgumentParser(
+        description=first,
+        epilog=rest.strip("\n").rstrip() or None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if cfg:
+        default = cfg if isinstance(cfg, str) else None
+        parser.add_argument(
+            "--cfg", default=default, required=default is None, help="experiment yaml file"
+        )
+    if distributed:
+        parser.add_argument(
+            "--local-rank", "--local_rank", dest="local_rank", type=int, default=-1,
+            help="set by python -m torch.distributed.launch (torchrun sets LOCAL_RANK)",
+        )  # fmt: skip
+    if opts:
+        parser.add_argument(
+            "opts", nargs="*", default=[], help="KEY VALUE config overrides, e.g. TRAIN.LR 0.01"
+        )
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Options and KEY VALUE overrides in any order (bad arguments: usage, exit 2)."""
+    return parser.parse_intermixed_args(argv)
+
+
+def report_error(err: BaseException) -> None:
+    """One line on stderr (and in the log files the root logger writes, if any)."""
+    line = f"error: {error_line(err)}"
+    print(line, file=sys.stderr, flush=True)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.emit(logging.makeLogRecord({"msg": line, "levelno": logging.ERROR,
+                                                "levelname": "ERROR"}))
+
+
+def run(
+    work: Callable[[], int | None],
+    *,
+    partly_done: Callable[[], bool] | None = None,
+    interrupted: Callable[[], str] | None = None,
+) -> int:
+    """Run a tool's work and return its exit status by the rule above.
+
+    work: returns None or DONE (done) or PARTLY; partly_done: after an error, whether work was
+    saved that a rerun continues (exit 1 instead of 2); interrupted: the line to print after
+    Ctrl-C. The process group of a distributed run is always destroyed.
+    """
+    try:
+        code = work()
+        return DONE if code is None else int(code)
+    except KeyboardInterrupt:
+        print(interrupted() if interrupted else "interrupted", file=sys.stderr, flush=True)
+        return INTERRUPTED
+    except BAD_INPUT as err:
+        report_error(err)
+        return PARTLY if partly_done is not None and partly_done() else NOTHING
+    finally:
+        cleanup()
