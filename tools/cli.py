@@ -22,7 +22,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from lib.utils.distributed import cleanup
+from lib.utils.distributed import cleanup, get_rank, get_world_size, peer_failed
 from lib.utils.logs import error_line
 
 __all__ = ["DONE", "PARTLY", "NOTHING", "INTERRUPTED", "BAD_INPUT", "tool_parser", "parse",
@@ -73,8 +73,14 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
 
 
 def report_error(err: BaseException) -> None:
-    """One line on stderr (and in the log files the root logger writes, if any)."""
-    line = f"error: {error_line(err)}"
+    """One line on stderr (and in the log files the root logger writes, if any). In a run of
+    several processes, a process stopped only because another one failed says so, instead of
+    the collective's own message (the failed process's line names the file and the cause)."""
+    if get_world_size() > 1 and peer_failed(err):
+        message = "stopped because another process of this run failed (its error line names the cause)"
+    else:
+        message = error_line(err)
+    line = f"error: [rank {get_rank()}] {message}" if get_world_size() > 1 else f"error: {message}"
     print(line, file=sys.stderr, flush=True)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):

@@ -1,7 +1,7 @@
 """Where one experiment's files live, in one object: `ExperimentPaths.of(cfg, name)`.
 
 As officially: OUTPUT_DIR/<dataset>/<name>/ holds checkpoint.pth.tar, best.pth,
-final_state.pth (and tools/test.py's test_metrics.json, val_results/ or test_results/), and
+final_state.pth (ours: config.yaml, the config of the last training; and tools/test.py's test_metrics.json, val_results/ or test_results/), and
 each training logs to LOG_DIR/<dataset>/<name>_<time>/. `name` is the yaml file's stem
 (`config_name`), or `<stem>_fold<k>` for a cross-validation fold.
 """
@@ -40,6 +40,11 @@ class ExperimentPaths:
     def final(self) -> Path:
         """Weights after the last epoch (tools/test.py's default TEST.MODEL_FILE)."""
         return self.out_dir / "final_state.pth"
+
+    @property
+    def config(self) -> Path:
+        """The config a training ran with (cfg.dump()), written at its start."""
+        return self.out_dir / "config.yaml"
 
     @property
     def test_metrics(self) -> Path:

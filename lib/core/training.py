@@ -31,6 +31,7 @@ from lib.datasets.palette import palette_for
 from lib.models import get_seg_model, load_weights
 from lib.models.summary import model_summary
 from lib.utils.amp import autocast, autocast_dtype, grad_scaler
+from lib.utils.atomic import write_text_atomic
 from lib.utils.checkpoint import (
     load_file,
     official_state_dict,
@@ -198,6 +199,10 @@ def _resume(cfg, paths: ExperimentPaths, info: DistInfo, model, optimizer, scale
     with the model, optimizer, scaler and this rank's generators restored from it."""
     resume = decide_resume(paths.checkpoint, cfg.TRAIN.RESUME or cfg.AUTO_RESUME, info)
     check_fresh_start(paths.out_dir, resume, cfg.TRAIN.OVERWRITE)
+    if info.is_main:
+        if not resume:
+            say_if_renamed(paths, cfg.dump())
+        write_text_atomic(paths.config, cfg.dump(), "the run's config")
     if not resume:
         return cfg.TRAIN.BEGIN_EPOCH, 0.0, False
     ckpt = load_file(paths.checkpoint)
@@ -211,6 +216,24 @@ def _resume(cfg, paths: ExperimentPaths, info: DistInfo, model, optimizer, scale
     logger.info("resumed from %s at epoch %d (best mIoU %.4f)", paths.checkpoint, ckpt["epoch"],
                 ckpt["best_mIoU"])
     return ckpt["epoch"], ckpt["best_mIoU"], True
+
+
+def say_if_renamed(paths: ExperimentPaths, config: str) -> list[Path]:
+    """A new run whose exact config already ran under another name (a renamed yaml file) says
+    so in one line, naming the earlier folder; returns those folders."""
+    earlier = sorted(
+        p.parent
+        for p in paths.out_dir.parent.glob(f"*/{paths.config.name}")
+        if p.parent != paths.out_dir and (p.parent / paths.checkpoint.name).is_file()
+        and p.read_text(encoding="utf-8", errors="replace") == config
+    )
+    if earlier:
+        logger.warning(
+            "starting a new run in %s, but %s holds a run of this same config (a renamed yaml "
+            "file?): to continue that one, train with its yaml name and TRAIN.RESUME True",
+            paths.out_dir, earlier[0],
+        )  # fmt: skip
+    return earlier
 
 
 def _phase(cfg, loaders: dict, epoch: int):

@@ -67,6 +67,18 @@ class DistInfo:
         return self.rank == 0
 
 
+# what a surviving process's collective raises when another process of the run has died
+_PEER_GONE = ("connection closed by peer", "connection reset by peer", "broken pipe",
+              "communicator was aborted", "nccl error", "socket timeout")
+
+
+def peer_failed(err: BaseException) -> bool:
+    """Whether `err` is a collective failing because another process of the run stopped (gloo
+    "Connection closed by peer", NCCL aborts): that process's own error is the cause."""
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and any(p in text for p in _PEER_GONE)
+
+
 def choose_cuda_index(local_rank: int, device_count: int) -> int:
     """The CUDA device index for this process.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ from torch.utils.data import DataLoader
 from lib.config import get_config
 from lib.core.training import validate
 from lib.core.wire_metrics import WireMetrics
+from lib.datasets.lists import parse_line
 from lib.models import load_weights
 from lib.utils.checkpoint import load_file
 from lib.utils.distributed import ShardSampler
@@ -90,3 +92,25 @@ def test_torchrun_two_processes_train_and_validate_like_one(tiny_data, tmp_path)
     assert ckpt3["epoch"] == 3
     pixels = sum(sum(row) for row in ckpt3["metrics"]["confusion_matrix"])
     assert pixels == 96 * 128 - int((val[0][1] == 255).sum())  # exactly the one photo
+
+
+def test_torchrun_a_bad_photo_is_named_by_the_rank_that_read_it(tiny_data, tmp_path):
+    # a copy of the tiny dataset with one unreadable training photo, read in a loader worker
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    train_list = data / "list" / "daodixian_seg" / "train.lst"
+    first = train_list.read_text().splitlines()[0]
+    photo = data / "daodixian_seg" / parse_line(first)[0]
+    photo.write_bytes(b"not a jpeg")
+    opts = tiny_opts(data, tmp_path, "WORKERS", "1")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(REPO / "tools" / "train.py"), "--cfg", str(DEMO_CFG), *opts]
+    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    ours = [ln for ln in run.stderr.splitlines() if ln.startswith("error: [rank ")]
+    named = [ln for ln in ours if "train.lst:1" in ln and photo.name in ln]
+    assert named, run.stderr[-3000:]  # the list file, its line and the photo, from the worker
+    others = [ln for ln in ours if ln not in named]
+    assert all("another process of this run failed" in ln for ln in others), ours
+    assert not any("Connection closed by peer" in ln for ln in ours)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 
 import torch
 
@@ -160,3 +161,22 @@ def test_ctrl_c_says_where_to_resume_and_a_new_run_keeps_the_old_files(
     assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == digest
     assert train_tool.main(["--cfg", str(DEMO_CFG), *opts, "TRAIN.OVERWRITE", "True"]) == 0
     assert load_file(ckpt)["epoch"] == 2
+
+
+def test_a_renamed_yaml_says_which_earlier_run_it_does_not_continue(tiny_data, tmp_path, caplog):
+    first, renamed = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    shutil.copy(DEMO_CFG, first)
+    opts = tiny_opts(tiny_data, tmp_path, "TRAIN.END_EPOCH", "1")
+    assert train_tool.main(["--cfg", str(first), *opts]) == 0
+    assert "holds a run of this same config" not in caplog.text
+    earlier = tmp_path / "output" / "daodixian_seg" / "a"
+    assert (earlier / "config.yaml").is_file()
+    shutil.copy(DEMO_CFG, renamed)
+    assert train_tool.main(["--cfg", str(renamed), *opts]) == 0
+    line = [r.getMessage() for r in caplog.records if "same config" in r.getMessage()]
+    assert len(line) == 1 and str(earlier) in line[0] and "TRAIN.RESUME True" in line[0]
+    caplog.clear()  # another config under a new name says nothing
+    third = tmp_path / "c.yaml"
+    shutil.copy(DEMO_CFG, third)
+    assert train_tool.main(["--cfg", str(third), *opts, "TRAIN.LR", "0.005"]) == 0
+    assert "same config" not in caplog.text
