@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from lib.core.benchmark import write_test_photo
 from tools import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -246,8 +247,6 @@ def steps(smoke: Smoke, args, out: Path, nproc: int, native_bf16: bool, amp: str
 
     # 6. tools/predict.py on a 5472x3078 photo
     if fp16 is not None:
-        from lib.core.benchmark import write_test_photo
-
         photos = out / "photos"
         photos.mkdir(parents=True, exist_ok=True)
         photo = write_test_photo(photos / "a_5472x3078.jpg", 3078, 5472)

@@ -46,13 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     return cli.run(
-        lambda: predict(args),
+        lambda: predict_all(args),
         interrupted=lambda: f"interrupted: the photos finished so far are in {args.output}; run "
         "the same command again to predict the others",
     )
 
 
-def predict(args) -> int:
+def predict_all(args) -> int:
     """Predict every photo; DONE, or PARTLY when some were skipped (each one named)."""
     cfg = get_config(args.cfg, args.opts)
     if not cfg.TEST.MODEL_FILE:

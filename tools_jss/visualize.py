@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 
 from lib.datasets.decode import DecodeError, decode_image, decode_label
-from lib.datasets.lists import parse_line
+from lib.datasets.lists import IMAGE_SUFFIXES, parse_line
 from lib.datasets.overlay import overlay, region_boxes
 from lib.datasets.palette import palette_for
 from tools import cli
@@ -36,7 +36,7 @@ def _pairs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     pairs = [
         (p, labels[p.stem])
         for p in sorted(args.images.rglob("*"))
-        if p.stem in labels and p.suffix.lower() in {".jpg", ".jpeg", ".png"}
+        if p.stem in labels and p.suffix.lower() in IMAGE_SUFFIXES
     ]
     if not pairs:
         raise ValueError(f"no image in {args.images} has a label of the same name in {args.labels}")

@@ -111,7 +111,7 @@ def export_onnx(
 def onnx_max_abs_diff(path: str | Path, module: nn.Module, sample: torch.Tensor) -> float:
     """Largest |ONNX Runtime - PyTorch| over the output for a (N, 3, H, W) `sample` (CPU)."""
     require_onnx("onnxruntime")
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional dependency (requirements-optional.txt): only when used
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (onnx_out,) = session.run(None, {"image": sample.cpu().numpy().astype(np.float32)})

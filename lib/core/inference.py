@@ -53,7 +53,7 @@ def sliding_windows(
     return boxes
 
 
-def predict(
+def batch_scores(
     model: nn.Module,
     images: torch.Tensor,
     *,
@@ -117,7 +117,7 @@ def multi_scale_inference(
         x = torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))[None].to(device)
         x = x.contiguous(memory_format=memory_format)
         if scale <= 1.0:
-            preds = predict(model, x, **kwargs)
+            preds = batch_scores(model, x, **kwargs)
         else:
             preds = torch.zeros((1, num_classes, height, width), device=device)
             count = torch.zeros((1, 1, height, width), device=device)
@@ -127,7 +127,7 @@ def multi_scale_inference(
                 # windows of one batch must share a size; they all do unless the image is
                 # smaller than the crop, where there is a single window anyway
                 crops = torch.cat([x[:, :, h0:h1, w0:w1] for h0, h1, w0, w1 in group])
-                out = predict(model, crops, **kwargs)
+                out = batch_scores(model, crops, **kwargs)
                 for k, (h0, h1, w0, w1) in enumerate(group):
                     preds[:, :, h0:h1, w0:w1] += out[k : k + 1]
                     count[:, :, h0:h1, w0:w1] += 1

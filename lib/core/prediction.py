@@ -37,7 +37,7 @@ from lib.core.vectorize import count_segments, platform_entry, write_preannotati
 from lib.core.wire_metrics import COUNT_NAMES, WireMetrics, scores_from_counts
 from lib.datasets import DATASETS
 from lib.datasets.decode import DecodeError, decode_image, decode_label
-from lib.datasets.lists import parse_line
+from lib.datasets.lists import IMAGE_SUFFIXES, parse_line
 from lib.datasets.overlay import overlay, region_boxes
 from lib.datasets.palette import palette_for, save_id_png
 from lib.utils.atomic import write_atomic
@@ -53,7 +53,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 LIST_SUFFIXES = (".txt", ".lst")
 
 

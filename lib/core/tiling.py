@@ -8,7 +8,7 @@ wires vanish, so `tools/predict.py` runs the network on native-resolution tiles 
   same down-sampling grid as the whole image would; the last tile of a row or column is flush
   with the border. An image smaller than a tile is one tile of its own size.
 - Each tile goes through the network at every scale (the tile resized by the scale, as test.py
-  resizes the image) with optional flip, using `lib.core.inference.predict`, so the scores are
+  resizes the image) with optional flip, using `lib.core.inference.batch_scores`, so the scores are
   the official ones: exp of the (flip-averaged) logits, summed over scales.
 - Overlapping tiles are cross-faded: a tile's weight ramps linearly from ~0 at an inner edge to
   1 across the overlap with its neighbour (image borders keep weight 1), so there are no seams.
@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.core.inference import predict
+from lib.core.inference import batch_scores
 from lib.core.thresholds import decide, probability_png, wire_probability
-from lib.datasets.base import MEAN, STD
+from lib.datasets.base import MEAN, STD, normalise
 from lib.utils.runtime import device_of
 
 __all__ = [
@@ -78,14 +78,6 @@ def _overlaps(origins: list[int], tile: int) -> list[tuple[int, int]]:
     return out
 
 
-def normalise(
-    rgb: np.ndarray, mean: Sequence[float] = MEAN, std: Sequence[float] = STD
-) -> torch.Tensor:
-    """RGB uint8 (h, w, 3) -> float32 (3, h, w) with the training normalisation."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255)
-    return x.sub_(torch.tensor(mean).view(3, 1, 1)).div_(torch.tensor(std).view(3, 1, 1))
-
-
 def _tile_scores(
     model: nn.Module, x: torch.Tensor, scales: Sequence[float], kwargs: dict
 ) -> torch.Tensor:
@@ -99,7 +91,7 @@ def _tile_scores(
             if size == (h, w)
             else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         )
-        out = predict(model, xs, **kwargs)
+        out = batch_scores(model, xs, **kwargs)
         if size != (h, w):
             out = F.interpolate(
                 out, size=(h, w), mode="bilinear", align_corners=kwargs["align_corners"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,12 +32,23 @@ from lib.datasets.lists import parse_line
 if TYPE_CHECKING:  # only for the annotation: wire_aug imports the generator, which imports us
     from lib.datasets.wire_aug import WireAugment
 
-__all__ = ["DatasetError", "ListDataset", "MEAN", "STD"]
+__all__ = ["DatasetError", "ListDataset", "MEAN", "STD", "normalise"]
 
 logger = logging.getLogger(__name__)
 
 MEAN = (0.485, 0.456, 0.406)  # ImageNet, RGB
 STD = (0.229, 0.224, 0.225)
+
+
+def normalise(
+    rgb: np.ndarray, mean: Sequence[float] = MEAN, std: Sequence[float] = STD
+) -> torch.Tensor:
+    """The one image normalisation (training, evaluation, tiled prediction): RGB uint8
+    (H, W, 3) -> float32 (3, H, W), (x / 255 - mean) / std, ImageNet's by default."""
+    tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+    mean_t = torch.tensor(mean).view(3, 1, 1)
+    std_t = torch.tensor(std).view(3, 1, 1)
+    return tensor.sub_(mean_t).div_(std_t).contiguous()
 
 
 LABEL_RESAMPLING = {"centre": 0.5, "official": 0.0}  # offset of the nearest label sample
@@ -254,10 +266,10 @@ class ListDataset(torch.utils.data.Dataset):
                 if raw is not None
                 else np.full((height, width), self.ignore_label, np.int64)
             )
-            return self._normalise(image), torch.from_numpy(label), size, item["name"]
+            return normalise(image), torch.from_numpy(label), size, item["name"]
         image, label = self._augment(item, data, width, height, raw)
         return (
-            self._normalise(image),
+            normalise(image),
             torch.from_numpy(np.ascontiguousarray(label, dtype=np.int64)),
             size,
             item["name"],
@@ -392,10 +404,3 @@ class ListDataset(torch.utils.data.Dataset):
         out_image[:sh, :sw], out_label[:sh, :sw] = sub_image, sub_label
         return out_image, out_label
 
-    @staticmethod
-    def _normalise(image: np.ndarray) -> torch.Tensor:
-        """RGB uint8 (H, W, 3) -> float32 (3, H, W), ImageNet mean/std."""
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-        mean = torch.tensor(MEAN).view(3, 1, 1)
-        std = torch.tensor(STD).view(3, 1, 1)
-        return tensor.sub_(mean).div_(std).contiguous()

@@ -27,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from lib.datasets.annotations import AnnotationError, ImageAnnotation, parse_file, rasterise
-from lib.datasets.lists import format_row, write_list
+from lib.datasets.lists import IMAGE_SUFFIXES, format_row, write_list
 from lib.datasets.palette import (
     CITYSCAPES_ID_PALETTE,
     POWERLINE_PALETTE,
@@ -48,7 +48,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 POWERLINE_CLASSES = {"background": 0, "wire": 1}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 class ConversionError(ValueError):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 __all__ = ["pair_folders", "cityscapes_rows", "format_row", "parse_line", "write_list"]
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+# the one list of photo suffixes every tool accepts (lower case)
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
 
 def pair_folders(root: Path, images: str, labels: str | None) -> tuple[list[list[str]], list[str]]:

@@ -1,9 +1,10 @@
 """multi_scale_inference against the official Cityscapes-style inference (fixture)."""
 
-import pytest
 import torch
 from torch import nn
 
+from lib import models
+from lib.config import get_config
 from lib.core.inference import multi_scale_inference, sliding_windows
 
 
@@ -40,9 +41,6 @@ def test_window_batching_does_not_change_the_result():
 
 
 def _official_model(parity, official_dir):
-    models = pytest.importorskip("lib.models")
-    from lib.config import get_config
-
     cfg = get_config(official_dir / "w18s1_ocr.yaml")
     model = models.get_seg_model(cfg)
     model.load_state_dict(parity["state_dict"], strict=True)

@@ -6,15 +6,15 @@ import torch
 from torch import nn
 
 from lib.config import get_config
-from lib.core.inference import predict
+from lib.core.inference import batch_scores
 from lib.core.tiling import (
     edge_ramp,
     iter_tiled_rows,
-    normalise,
     tile_origins,
     tiled_inference,
     tiled_predict,
 )
+from lib.datasets.base import normalise
 from lib.models import get_seg_model
 
 
@@ -79,7 +79,7 @@ def test_tiled_equals_whole_image_where_the_receptive_field_fits():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (192, 320, 3), dtype=np.uint8)
     kw = dict(flip=True, align_corners=False, output_index=-1)
-    whole = predict(model, normalise(image)[None], **kw)
+    whole = batch_scores(model, normalise(image)[None], **kw)
     tiled = tiled_inference(
         model,
         image,
@@ -111,7 +111,7 @@ def _small_ocr():
 def test_single_tile_is_the_whole_image_prediction_on_hrnet_ocr():
     model = _small_ocr()
     image = np.random.default_rng(1).integers(0, 256, (96, 160, 3), dtype=np.uint8)
-    whole = predict(model, normalise(image)[None], flip=False)
+    whole = batch_scores(model, normalise(image)[None], flip=False)
     tiled = tiled_inference(model, image, num_classes=2, tile_size=(512, 512), overlap=64)
     torch.testing.assert_close(tiled, whole, rtol=1e-5, atol=1e-6)
 

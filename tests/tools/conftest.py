@@ -57,7 +57,6 @@ def make_dataset(root: Path, num: int, val_every: int, width: int, height: int, 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """11 photos of 128x96: 8 train, 3 val (an odd val set)."""
-    pytest.importorskip("lib.datasets.synthetic")
     root = make_dataset(tmp_path_factory.mktemp("tiny"), num=11, val_every=4, width=128, height=96)
     val = (root / "list" / "daodixian_seg" / "val.lst").read_text().split("\n")
     assert len([v for v in val if v.strip()]) == 3

@@ -14,7 +14,6 @@ from tools import train as train_tool
 
 @pytest.mark.slow
 def test_demo_model_overfits_eight_images(tmp_path):
-    pytest.importorskip("lib.datasets.synthetic")
     data = make_dataset(tmp_path / "data", num=8, val_every=0, width=960, height=540)
     lists = data / "list" / "daodixian_seg"
     shutil.copy(lists / "train.lst", lists / "val.lst")  # evaluate on the training photos

@@ -8,7 +8,7 @@ from contextlib import nullcontext
 import pytest
 import torch
 
-from lib.utils import amp, runtime
+from lib.utils import amp
 from lib.utils.amp import autocast, autocast_dtype, grad_scaler, to_device
 
 
@@ -82,18 +82,3 @@ def test_emulated_bf16_on_an_old_gpu_falls_back_to_fp32(monkeypatch):
     )
     assert amp.bf16_supported("cuda") is False
     assert autocast_dtype("bf16", "cuda") is None
-
-
-def test_resolve_device_names_what_is_wrong(monkeypatch):
-    assert runtime.resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(ValueError, match="expected cpu, cuda or cuda:N"):
-        runtime.resolve_device("gpu0")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert runtime.resolve_device("") == torch.device("cpu")
-    with pytest.raises(ValueError, match="no CUDA GPU is visible"):
-        runtime.resolve_device("cuda")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert runtime.resolve_device("cuda:1") == torch.device("cuda", 1)
-    with pytest.raises(ValueError, match="only 2 CUDA GPU"):
-        runtime.resolve_device("cuda:2")

@@ -1,0 +1,58 @@
+"""lib/utils/runtime.py: device lookup, seeds, sample limits."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lib.utils import runtime
+
+
+def test_resolve_device_names_what_is_wrong(monkeypatch):
+    assert runtime.resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="expected cpu, cuda or cuda:N"):
+        runtime.resolve_device("gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert runtime.resolve_device("") == torch.device("cpu")
+    with pytest.raises(ValueError, match="no CUDA GPU is visible"):
+        runtime.resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert runtime.resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match="only 2 CUDA GPU"):
+        runtime.resolve_device("cuda:2")
+
+
+def test_device_of_a_model_and_of_one_without_parameters():
+    assert runtime.device_of(nn.Linear(2, 2)) == torch.device("cpu")
+    assert runtime.device_of(nn.ReLU(), "meta") == torch.device("meta")
+
+
+def test_seed_everything_repeats_all_three_generators():
+    def draw():
+        return random.random(), np.random.rand(), torch.rand(1).item()
+
+    runtime.seed_everything(2**32 + 5)  # numpy takes it modulo 2**32
+    first = draw()
+    runtime.seed_everything(2**32 + 5)
+    assert draw() == first
+
+
+def test_limit_keeps_the_dataset_attributes():
+    class Data(torch.utils.data.Dataset):
+        has_labels, num_classes = True, 2
+
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return i
+
+    part = runtime.limit(Data(), 2)
+    assert len(part) == 2 and part.has_labels and part.num_classes == 2
+    whole = Data()
+    assert runtime.limit(whole, 0) is whole and runtime.limit(whole, 9) is whole
