@@ -53,7 +53,9 @@ def run(stage: str, args: list[str]) -> float:
     start = time.time()
     result = subprocess.run([sys.executable, *args], cwd=REPO)
     if result.returncode != 0:
-        sys.exit(f"demo: stage '{stage}' failed (exit {result.returncode}); command: {shown}")
+        print(f"error: demo stage '{stage}' failed (exit {result.returncode}); command: {shown}",
+              file=sys.stderr)
+        sys.exit(cli.NOTHING if stage.startswith("1/") else cli.PARTLY)
     return time.time() - start
 
 
@@ -63,7 +65,9 @@ def figure(photo: Path, label: Path, pred_overlay: Path, out: Path) -> None:
     gt = cv2.imread(str(label), cv2.IMREAD_GRAYSCALE)
     pred = cv2.imread(str(pred_overlay), cv2.IMREAD_COLOR)
     if image is None or gt is None or pred is None:
-        sys.exit(f"demo: cannot read {photo}, {label} or {pred_overlay} for the figure")
+        print(f"error: cannot read {photo}, {label} or {pred_overlay} for the figure",
+              file=sys.stderr)
+        sys.exit(cli.PARTLY)
     truth = image.copy()
     truth[gt > 0] = (0, 0, 255)
     pred = cv2.resize(pred, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_AREA)

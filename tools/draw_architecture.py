@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from lib.config import ConfigError, get_config
+from lib.config import get_config
 from lib.models.hrnet import StageSpec
 from tools import cli
 
@@ -358,23 +358,19 @@ def draw_ocr(layout: Layout, path: Path) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = cli.tool_parser(__doc__, cfg=False, opts=False)
-    parser.add_argument(
-        "--cfg", default=DEFAULT_CFG, help=f"experiment file (default {DEFAULT_CFG})"
-    )
+    parser = cli.tool_parser(__doc__, cfg=str(DEFAULT_CFG))
     parser.add_argument("--out", default="figures", help="folder for hrnet.png and ocr.png")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    return parser.parse_args(argv)
+    return cli.parse(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
-    try:
-        layout = describe(get_config(args.cfg, args.opts))
-    except (ConfigError, ValueError) as err:
-        logger.error("error: %s", err)
-        return 1
+    return cli.run(lambda: draw(args))
+
+
+def draw(args) -> None:
+    layout = describe(get_config(args.cfg, args.opts))
     out = Path(args.out)
     draw_hrnet(layout, out / "hrnet.png")
     written = [out / "hrnet.png"]
@@ -384,7 +380,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         logger.info("%s has no OCR head: ocr.png not drawn", args.cfg)
     logger.info("wrote %s", ", ".join(map(str, written)))
-    return 0
 
 
 if __name__ == "__main__":

@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
             args.out, args.num, args.seed, args.width, args.height, style=args.style
         )
     except OSError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        cli.report_error(err)
+        return cli.NOTHING
     print(f"wrote {args.num} images and {json_path}")
     return 0
 

@@ -31,7 +31,7 @@ def test_config_without_ocr_draws_only_the_backbone(tmp_path):
 
 
 def test_unreadable_config_is_a_one_line_error(tmp_path, caplog):
-    assert main(["--cfg", str(tmp_path / "missing.yaml"), "--out", str(tmp_path)]) == 1
+    assert main(["--cfg", str(tmp_path / "missing.yaml"), "--out", str(tmp_path)]) == 2
     assert "cannot read config file" in caplog.text
 
 
