@@ -30,9 +30,10 @@ def test_config_without_ocr_draws_only_the_backbone(tmp_path):
     assert not (tmp_path / "ocr.png").exists()
 
 
-def test_unreadable_config_is_a_one_line_error(tmp_path, caplog):
+def test_unreadable_config_is_a_one_line_error(tmp_path, capsys):
     assert main(["--cfg", str(tmp_path / "missing.yaml"), "--out", str(tmp_path)]) == 2
-    assert "cannot read config file" in caplog.text
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "cannot read config file" in err[0]
 
 
 def test_layout_widths_match_the_built_model():
