@@ -50,7 +50,10 @@ def image_size(data: np.ndarray, path: str | Path = "<bytes>") -> tuple[int, int
         with Image.open(io.BytesIO(data.tobytes())) as img:
             width, height = img.size
             orientation = img.getexif().get(0x0112, 1) if img.format == "JPEG" else 1
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except UnidentifiedImageError:
+        raise DecodeError(f"{path}: not a readable image (not an image format this tool reads, "
+                          "or damaged)") from None
+    except (OSError, SyntaxError) as err:
         raise DecodeError(f"{path}: not a readable image ({err})") from None
     if orientation in _SWAP_ORIENTATIONS:
         width, height = height, width
