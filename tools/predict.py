@@ -2,6 +2,12 @@
 
     python tools/predict.py --cfg experiments/daodixian_seg/X.yaml --input photos/ \\
         --output out/ TEST.MODEL_FILE output/.../best.pth [KEY VALUE ...]
+    torchrun --nproc_per_node=N [--nnodes M ...] tools/predict.py ...   (the same arguments)
+
+Under torchrun the photos are shared between the processes (one per GPU, or CPU processes that
+divide this machine's cores between them); each process writes only its own photos' files, and
+the merged summary.csv and preannotations.json are those of a one-process run. Give several
+machines one --output folder on a shared disk.
 
 --input takes photos, folders (recursive) and list files (.txt/.lst). Photos with a summary in
 --output are skipped (resume) unless --overwrite. With --labels, photos with a label PNG of the
@@ -16,11 +22,14 @@ from __future__ import annotations
 import logging
 import sys
 
+import torch
+
 from lib.config import ConfigError, get_config
 from lib.core.prediction import list_photos, predict_photos
 from lib.models import load_trained
 from lib.models.bn_folding import prepare_for_inference
-from lib.utils.runtime import configure_backends, resolve_device
+from lib.utils.distributed import init_distributed
+from lib.utils.runtime import configure_backends, cpu_threads_per_process, resolve_device
 from tools import cli
 
 
@@ -61,6 +70,11 @@ def predict_all(args) -> int:
     if not photos:
         raise FileNotFoundError(f"no photos found in {' '.join(args.input)}")
     device = resolve_device(args.device)
+    info = init_distributed(use_cuda=device.type == "cuda")  # torchrun: join, take a GPU each
+    if info.distributed:
+        device = info.device
+        if device.type == "cpu":
+            torch.set_num_threads(cpu_threads_per_process())
     configure_backends(cfg)  # CUDNN.BENCHMARK etc. of the experiment file
     model = prepare_for_inference(load_trained(cfg, cfg.TEST.MODEL_FILE), cfg, device)
     report = predict_photos(
@@ -72,10 +86,11 @@ def predict_all(args) -> int:
         labels=args.labels,
         label_dilate=args.label_dilate,
     )
-    for line in report.lines():
-        print(line)
-    for reason in report.skipped:
-        print(f"  skipped: {reason}")
+    if info.is_main:
+        for line in report.lines():
+            print(line)
+        for reason in report.skipped:
+            print(f"  skipped: {reason}")
     return cli.PARTLY if report.skipped else cli.DONE
 
 

@@ -41,6 +41,7 @@ from lib.datasets.lists import IMAGE_SUFFIXES, parse_line
 from lib.datasets.overlay import overlay, region_boxes
 from lib.datasets.palette import palette_for, save_id_png
 from lib.utils.atomic import write_atomic
+from lib.utils.distributed import all_gather_object, barrier, get_rank, get_world_size
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -172,11 +173,13 @@ class PredictReport:
     # the same after the first photo predicted: without cuDNN's algorithm search (CUDNN.BENCHMARK)
     steady_gpu_mb: float | None = None
     device: str = "cpu"
+    processes: int = 1  # processes that shared the photos (torchrun)
 
     def lines(self) -> list[str]:
         out = [
             f"predicted {len(self.predicted)}, already done {len(self.resumed)}, "
             f"skipped {len(self.skipped)} in {self.seconds:.1f} s on {self.device}"
+            + (f" ({self.processes} processes)" if self.processes > 1 else "")
         ]
         if self.peak_gpu_mb is not None:
             steady = (
@@ -251,9 +254,8 @@ def _predict_one(
     return summary
 
 
-def _write_totals(out: Path, summaries: Iterable[dict]) -> dict | None:
-    """summary.csv and preannotations.json over `summaries`; pooled wire scores if labelled."""
-    summaries = list(summaries)
+def _write_totals(out: Path, summaries: list[dict]) -> None:
+    """summary.csv and preannotations.json over `summaries`."""
     columns = [
         "photo",
         "width",
@@ -279,6 +281,10 @@ def _write_totals(out: Path, summaries: Iterable[dict]) -> dict | None:
         for s in summaries
     ]
     _atomic(out / "preannotations.json", lambda p: write_preannotations(p, entries))
+
+
+def _totals(summaries: Iterable[dict]) -> dict | None:
+    """Pooled wire scores over the labelled photos among `summaries` (None without any)."""
     counted = [s["wire_counts"] for s in summaries if "wire_counts" in s]
     if not counted:
         return None
@@ -302,10 +308,16 @@ def predict_photos(
 
     labels: folder of label PNGs named like the photos (`<rel>.png`); photos without one are
     predicted but not scored. The model must be in eval mode on its device.
+
+    Under torchrun (a process group of N processes) process r predicts photos r, r+N, ...;
+    every process writes only its own photos' files, and rank 0 writes summary.csv and
+    preannotations.json over all photos in their one-process order, so the outputs are those
+    of a one-process run. Every rank returns the whole run's report.
     """
     out = Path(out)
+    rank, world = get_rank(), get_world_size()
     device = next(model.parameters()).device
-    report = PredictReport(device=str(device))
+    report = PredictReport(device=str(device), processes=world)
     threshold, source = resolve_threshold(cfg)
     if threshold > 0:
         logger.info("wire where P(wire) >= %.4g (%s)", threshold, source)
@@ -314,13 +326,19 @@ def predict_photos(
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     stems = output_stems([rel for _, rel in photos])
-    summaries = []
-    for photo, rel in tqdm(photos, desc="predict", unit="photo", disable=None):
+    mine = list(range(rank, len(photos), world))
+    summaries: dict[int, dict] = {}
+    # one bar for the campaign on rank 0: its own photos times the number of processes (the
+    # ranks take turns, so they progress alike)
+    bar = tqdm(total=len(photos), desc="predict", unit="photo", disable=None if rank == 0 else True)
+    for index in mine:
+        photo, rel = photos[index]
         summary_file = _summary_path(out, stems[rel])
         if summary_file.is_file() and not overwrite:
             try:
-                summaries.append(json.loads(summary_file.read_text(encoding="utf-8")))
+                summaries[index] = json.loads(summary_file.read_text(encoding="utf-8"))
                 report.resumed.append(rel)
+                bar.update(min(world, len(photos) - bar.n))
                 continue
             except (OSError, json.JSONDecodeError):
                 pass  # a damaged summary: predict the photo again
@@ -329,12 +347,10 @@ def predict_photos(
             candidate = Path(labels) / (str(Path(rel).with_suffix("")) + ".png")
             label_path = candidate if candidate.is_file() else None
         try:
-            summaries.append(
-                _predict_one(
-                    model, cfg, photo, rel, out, label_path, label_dilate, device, threshold,
-                    stems[rel],
-                )
-            )
+            summaries[index] = _predict_one(
+                model, cfg, photo, rel, out, label_path, label_dilate, device, threshold,
+                stems[rel],
+            )  # fmt: skip
             report.predicted.append(rel)
             if device.type == "cuda":
                 if len(report.predicted) == 1:
@@ -345,8 +361,23 @@ def predict_photos(
         except DecodeError as err:
             logger.warning("skipped: %s", err)
             report.skipped.append(str(err))
-    report.metrics = _write_totals(out, summaries)
-    report.seconds = time.perf_counter() - start
+        bar.update(min(world, len(photos) - bar.n))
+    bar.close()
     if device.type == "cuda" and report.predicted:
         report.peak_gpu_mb = max(first_peak, torch.cuda.max_memory_allocated(device)) / 2**20
+    if world > 1:  # every rank's summaries and lists, in one-process order
+        gathered = all_gather_object((summaries, report.predicted, report.resumed, report.skipped))
+        summaries = {k: v for part in gathered for k, v in part[0].items()}
+        order = {rel: i for i, (_, rel) in enumerate(photos)}
+        for name, position in (("predicted", 1), ("resumed", 2), ("skipped", 3)):
+            merged = [x for part in gathered for x in part[position]]
+            if name != "skipped":
+                merged.sort(key=order.__getitem__)
+            setattr(report, name, merged)
+    ordered = [summaries[i] for i in sorted(summaries)]
+    report.metrics = _totals(ordered)
+    if rank == 0:
+        _write_totals(out, ordered)
+    barrier()  # the merged files exist before any process returns
+    report.seconds = time.perf_counter() - start
     return report

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-__all__ = ["seed_everything", "configure_backends", "resolve_device", "device_of", "limit"]
+__all__ = ["seed_everything", "configure_backends", "resolve_device", "device_of", "limit",
+           "cpu_threads_per_process"]
 
 
 def seed_everything(seed: int) -> None:
@@ -76,3 +77,13 @@ def limit(dataset, num_samples: int):
                 setattr(subset, attr, getattr(dataset, attr))
         return subset
     return dataset
+
+
+def cpu_threads_per_process() -> int:
+    """This machine's usable cores divided between the processes torchrun started on it
+    (LOCAL_WORLD_SIZE), at least 1: processes x threads never exceed the cores."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))

@@ -2,6 +2,9 @@
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -14,7 +17,7 @@ from lib.core.prediction import list_photos, read_label
 from lib.datasets.annotations import parse_file
 from lib.datasets.synthetic import make_image
 from lib.models import get_seg_model
-from tests.tools.conftest import DEMO_CFG
+from tests.tools.conftest import DEMO_CFG, REPO
 from tools import predict
 
 # The demo model on 2048x2048 native tiles seen at 1/16 (128x128 network input): seconds for
@@ -229,3 +232,43 @@ def test_weights_without_the_ocr_head_are_refused(weights, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"error: {path}: strict load failed") and "missing" in err
     assert not (tmp_path / "out" / "masks").exists()
+
+
+def test_torchrun_two_processes_predict_like_one(weights, tmp_path):
+    photos = tmp_path / "photos"
+    rng = np.random.default_rng(3)
+    for k in range(5):  # an odd count: the processes get 3 and 2 photos
+        rgb, _ = make_image(rng, 160, 96)
+        _write_rgb(photos / ("sub" if k % 2 else "") / f"p{k}.jpg", rgb)
+    (photos / "broken.jpg").write_bytes(b"not a photo")
+    args = ["--cfg", str(DEMO_CFG), "--input", str(photos), "--device", "cpu",
+            "TEST.MODEL_FILE", str(weights), "TEST.TILE_SIZE", "[128, 128]",
+            "TEST.TILE_OVERLAP", "32"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, str(REPO / "tools" / "predict.py"), *args,
+                          "--output", str(tmp_path / "one")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", str(REPO / "tools" / "predict.py"), *args,
+                          "--output", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 1 and two.returncode == 1, two.stderr[-3000:]  # 1: broken skipped
+    assert "predicted 5, already done 0, skipped 1" in one.stdout
+    assert "predicted 5, already done 0, skipped 1" in two.stdout and "(2 processes)" in two.stdout
+    masks = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("masks/**/*.png"))
+    assert len(masks) == 5
+    for rel in masks:  # the same masks, byte for byte
+        assert (tmp_path / "two" / rel).read_bytes() == (tmp_path / "one" / rel).read_bytes()
+    assert (tmp_path / "two" / "preannotations.json").read_bytes() == (
+        tmp_path / "one" / "preannotations.json").read_bytes()
+
+    def rows(folder):  # summary.csv without the per-photo timing
+        with open(folder / "summary.csv", newline="") as f:
+            return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+    assert rows(tmp_path / "two") == rows(tmp_path / "one") and len(rows(tmp_path / "one")) == 5
+    again = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                            "--nproc_per_node=2", str(REPO / "tools" / "predict.py"), *args,
+                            "--output", str(tmp_path / "two")],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert "predicted 0, already done 5, skipped 1" in again.stdout  # each process resumes

@@ -56,3 +56,13 @@ def test_limit_keeps_the_dataset_attributes():
     assert len(part) == 2 and part.has_labels and part.num_classes == 2
     whole = Data()
     assert runtime.limit(whole, 0) is whole and runtime.limit(whole, 9) is whole
+
+
+def test_cpu_threads_are_divided_between_the_processes_of_a_machine(monkeypatch):
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert runtime.cpu_threads_per_process() == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
+    assert runtime.cpu_threads_per_process() == 1
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert runtime.cpu_threads_per_process() == 16
