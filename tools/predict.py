@@ -4,6 +4,9 @@
         --output out/ TEST.MODEL_FILE output/.../best.pth [KEY VALUE ...]
     torchrun --nproc_per_node=N [--nnodes M ...] tools/predict.py ...   (the same arguments)
 
+TEST.MODEL_FILE may be an .onnx file of tools/export_onnx.py --dynamic: ONNX Runtime then runs
+it on the CPU (TEST.AMP, TEST.FOLD_BN and channels_last do not apply).
+
 Under torchrun the photos are shared between the processes (one per GPU, or CPU processes that
 divide this machine's cores between them); each process writes only its own photos' files, and
 the merged summary.csv and preannotations.json are those of a one-process run. Give several
@@ -25,6 +28,7 @@ import sys
 import torch
 
 from lib.config import ConfigError, get_config
+from lib.core.export import OnnxRuntimeModel
 from lib.core.prediction import list_photos, predict_photos
 from lib.models import load_trained
 from lib.models.bn_folding import prepare_for_inference
@@ -76,7 +80,12 @@ def predict_all(args) -> int:
         if device.type == "cpu":
             torch.set_num_threads(cpu_threads_per_process())
     configure_backends(cfg)  # CUDNN.BENCHMARK etc. of the experiment file
-    model = prepare_for_inference(load_trained(cfg, cfg.TEST.MODEL_FILE), cfg, device)
+    if str(cfg.TEST.MODEL_FILE).lower().endswith(".onnx"):  # ONNX Runtime on the CPU
+        if device.type != "cpu":
+            raise ValueError(f"{cfg.TEST.MODEL_FILE}: ONNX models run on the CPU; use --device cpu")
+        model = OnnxRuntimeModel(cfg.TEST.MODEL_FILE, threads=torch.get_num_threads())
+    else:
+        model = prepare_for_inference(load_trained(cfg, cfg.TEST.MODEL_FILE), cfg, device)
     report = predict_photos(
         model,
         cfg,

@@ -23,7 +23,8 @@ from torch import nn
 
 from lib.models.bn_folding import fold_batchnorm
 
-__all__ = ["OnnxUnavailable", "require_onnx", "PredictionHead", "export_onnx", "onnx_max_abs_diff"]
+__all__ = ["OnnxUnavailable", "require_onnx", "PredictionHead", "export_onnx", "onnx_max_abs_diff",
+           "OnnxRuntimeModel"]
 
 INSTALL_HINT = "pip install onnx onnxruntime  (or pip install -r requirements-optional.txt)"
 
@@ -120,3 +121,41 @@ def onnx_max_abs_diff(path: str | Path, module: nn.Module, sample: torch.Tensor)
     if onnx_out.shape != torch_out.shape:
         raise ValueError(f"ONNX output {onnx_out.shape} differs from PyTorch {torch_out.shape}")
     return float(np.abs(onnx_out - torch_out).max())
+
+
+class OnnxRuntimeModel(nn.Module):
+    """An exported .onnx file run by ONNX Runtime on the CPU, called like the network: (N, 3, H, W)
+    float32 -> the exported output. tools/predict.py and tools/benchmark.py use it when
+    TEST.MODEL_FILE ends with .onnx. The export must have dynamic height and width
+    (tools/export_onnx.py --dynamic) for tiles and scales of any size. It has no parameters:
+    BatchNorm folding, channels_last and autocast do not apply (the graph is already folded)."""
+
+    def __init__(self, path: str | Path, threads: int = 0) -> None:
+        super().__init__()
+        require_onnx("onnxruntime")
+        import onnxruntime as ort  # optional dependency (requirements-optional.txt): only when used
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # onnxruntime raises its own exception types for bad files
+            raise ValueError(f"{path}: not a model ONNX Runtime can load ({err})") from None
+        inputs = self.session.get_inputs()
+        if [i.name for i in inputs] != ["image"]:
+            raise ValueError(f"{path}: expected one input named 'image' (tools/export_onnx.py)")
+        fixed = [d for d in inputs[0].shape[2:] if isinstance(d, int)]
+        if fixed:
+            raise ValueError(
+                f"{path}: exported for a fixed {inputs[0].shape[2]}x{inputs[0].shape[3]} input; "
+                "export with tools/export_onnx.py --dynamic to predict tiles of any size"
+            )
+        self.path = Path(path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        image = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        (out,) = self.session.run(None, {"image": image})
+        return torch.from_numpy(out)

@@ -42,6 +42,7 @@ from lib.datasets.overlay import overlay, region_boxes
 from lib.datasets.palette import palette_for, save_id_png
 from lib.utils.atomic import write_atomic
 from lib.utils.distributed import all_gather_object, barrier, get_rank, get_world_size
+from lib.utils.runtime import device_of
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -316,7 +317,7 @@ def predict_photos(
     """
     out = Path(out)
     rank, world = get_rank(), get_world_size()
-    device = next(model.parameters()).device
+    device = device_of(model)
     report = PredictReport(device=str(device), processes=world)
     threshold, source = resolve_threshold(cfg)
     if threshold > 0:

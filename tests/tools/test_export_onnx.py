@@ -91,3 +91,41 @@ def test_weights_without_the_ocr_head_are_refused(trained_like, tmp_path, capsys
     assert export_tool.main(argv) == 2
     assert f"{path}: strict load failed" in capsys.readouterr().err
     assert not out.exists()
+
+
+@needs_onnx
+def test_predict_runs_an_exported_model_with_onnx_runtime(trained_like, tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    from lib.datasets.synthetic import make_image
+    from tools import predict
+
+    _, weights = trained_like
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        rgb, _ = make_image(rng, 200, 120)
+        cv2.imwrite(str(tmp_path / f"p{k}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    onnx = tmp_path / "m.onnx"
+    cfg = ["--cfg", str(DEMO_CFG)]
+    assert export_tool.main([*cfg, "--output", str(onnx), "--dynamic", "--height", "128",
+                             "--width", "128", "TEST.MODEL_FILE", str(weights)]) == 0
+    tiles = ["TEST.TILE_SIZE", "[128, 128]", "TEST.TILE_OVERLAP", "32",
+             "TEST.SCALE_LIST", "[0.75, 1.0]", "TEST.FLIP_TEST", "True"]
+    common = [*cfg, "--input", *(str(tmp_path / f"p{k}.jpg") for k in range(2)), "--device", "cpu"]
+    assert predict.main([*common, "--output", str(tmp_path / "pt"), "TEST.MODEL_FILE",
+                         str(weights), *tiles]) == 0
+    assert predict.main([*common, "--output", str(tmp_path / "ort"), "TEST.MODEL_FILE",
+                         str(onnx), *tiles]) == 0
+    for k in range(2):
+        a = cv2.imread(str(tmp_path / "pt" / "masks" / f"p{k}.png"), cv2.IMREAD_UNCHANGED)
+        b = cv2.imread(str(tmp_path / "ort" / "masks" / f"p{k}.png"), cv2.IMREAD_UNCHANGED)
+        assert a.shape == (120, 200) and (a == b).mean() >= 0.995  # the same decisions
+    # a fixed-size export cannot take tiles of other sizes: one line, nothing done
+    fixed = tmp_path / "fixed.onnx"
+    assert export_tool.main([*cfg, "--output", str(fixed), "--no-check", "TEST.MODEL_FILE",
+                             str(weights)]) == 0
+    capsys.readouterr()
+    assert predict.main([*common, "--output", str(tmp_path / "x"), "TEST.MODEL_FILE",
+                         str(fixed), *tiles]) == 2
+    assert "export with tools/export_onnx.py --dynamic" in capsys.readouterr().err
