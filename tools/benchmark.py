@@ -1,7 +1,8 @@
 """Speed and memory of the fast paths, side by side: prints a table and writes a json file.
 
   python tools/benchmark.py --cfg X --what infer --input-size 512x1024 --batch 1 --json out.json
-  --what infer   eval forward passes (images/s, argmax agreement with fp32 eager)
+  --what infer   eval forward passes (images/s, argmax agreement with fp32 eager); also
+                 --variants onnxruntime,"onnxruntime int8" [--calibrate photos/]
   --what train   SGD steps: forward, loss, backward, step
   --what data    one worker decoding a photo at the training's random scales, three ways
   --what photo   whole-photo multi-scale (+flip) inference of a 5472x3078 photo, peak memory
@@ -24,8 +25,9 @@ import torch
 
 from lib.config import get_config
 from lib.core import benchmark as bm
-from lib.datasets.base import MEAN, STD
+from lib.datasets.base import normalise
 from lib.datasets.decode import decode_image
+from lib.datasets.lists import IMAGE_SUFFIXES
 from lib.models import get_seg_model, load_trained, load_weights
 from lib.utils.atomic import write_text_atomic
 from lib.utils.runtime import configure_backends, resolve_device
@@ -62,7 +64,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--window-batch", type=int, default=0, help="photo: windows per forward (0: TEST.WINDOW_BATCH)")
     p.add_argument("--samples", type=int, default=20, help="data: decodes per way")
     p.add_argument("--json", default="", help="write the rows and the environment here")
+    p.add_argument("--calibrate", default="", help="infer, 'onnxruntime int8': folder of photos "
+                   "to calibrate the quantisation on (default: 8 photo-like random images)")
     return cli.parse(p, argv)
+
+
+def calibration_images(folder: str, height: int, width: int, limit: int = 16) -> torch.Tensor:
+    """Up to `limit` photos of `folder` (sorted), resized to height x width and normalised."""
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise FileNotFoundError(f"--calibrate {folder}: no photos there")
+    return torch.stack([normalise(decode_image(p, (width, height))) for p in paths[:limit]])
 
 
 def build_model(cfg, weights: str, device: torch.device) -> tuple[torch.nn.Module, str]:
@@ -125,18 +137,19 @@ def _run(args: argparse.Namespace, cfg, device: torch.device) -> dict:
         target = torch.randint(0, cfg.DATASET.NUM_CLASSES, (args.batch, h, w), device=device)
         if args.what == "photo":
             path = photo_path()
-            image = torch.from_numpy(decode_image(path)).permute(2, 0, 1).float().div(255)
-            mean = torch.tensor(MEAN).view(3, 1, 1)
-            std = torch.tensor(STD).view(3, 1, 1)
-            image = ((image - mean) / std)[None]
+            image = normalise(decode_image(path))[None]
             result.update(input_size=list(image.shape), photo=str(path))
             scales = [float(s) for s in args.scales.split(",")]
             window_batch = args.window_batch or cfg.TEST.WINDOW_BATCH
             result.update(scales=scales, flip=not args.no_flip, window_batch=window_batch)
 
+        calibration = None
+        if args.calibrate and any(v.name == "onnxruntime int8" for v in variants):
+            calibration = calibration_images(args.calibrate, *args.input_size)
+
         def factory(variant: bm.Variant):
             if args.what == "infer":
-                return lambda: bm.infer_case(model, variant, x)
+                return lambda: bm.infer_case(model, variant, x, calibration)
             if args.what == "train":
                 return lambda: bm.train_case(model, cfg, variant, x, target)
             return lambda: bm.photo_case(model, cfg, variant, image, scales, not args.no_flip,

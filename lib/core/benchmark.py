@@ -22,6 +22,7 @@ import logging
 import platform
 import random
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from PIL import Image
 from torch import nn
 
 from lib.core.criterion import build_criterion
+from lib.core.export import OnnxRuntimeModel, export_onnx, require_onnx
 from lib.core.inference import multi_scale_inference
 from lib.datasets.decode import decode_image, image_size, read_bytes, target_size
 from lib.models.bn_folding import fold_batchnorm
@@ -53,6 +55,9 @@ TRAIN_VARIANTS = ("fp32 eager", "channels_last", "bf16", "bf16+channels_last",
                   "compile+bf16+channels_last")
 PHOTO_VARIANTS = ("fp32 eager", "bn folded+bf16+channels_last")
 _TOKENS = {"channels_last", "bn folded", "compile", *[k for k in AMP_NAMES if k]}
+# ONNX Runtime on the CPU (tools/export_onnx.py's graph, BatchNorm folded), fp32 or with INT8
+# static quantisation (QDQ, per-channel weights, calibrated on `calibration` images)
+ORT_VARIANTS = ("onnxruntime", "onnxruntime int8")
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ class Variant:
 def parse_variant(name: str) -> Variant:
     """`fp32 eager` or `+`-joined tokens: channels_last, bf16, fp16, bn folded, compile."""
     name = name.strip()
-    if name == "fp32 eager":
+    if name == "fp32 eager" or name in ORT_VARIANTS:
         return Variant(name)
     tokens = {t.strip() for t in name.split("+")}
     unknown = tokens - _TOKENS
@@ -230,8 +235,12 @@ class Case:
     output: Callable[[object], torch.Tensor | None] = lambda result: None
 
 
-def infer_case(model: nn.Module, variant: Variant, x: torch.Tensor) -> Case:
+def infer_case(
+    model: nn.Module, variant: Variant, x: torch.Tensor, calibration: torch.Tensor | None = None
+) -> Case:
     """Eval forward passes of `x` (N, 3, H, W) under the variant."""
+    if variant.name in ORT_VARIANTS:
+        return _onnxruntime_case(model, variant, x, calibration)
     device = x.device
     dtype = autocast_dtype(variant.amp, device, key=f"variant {variant.name!r}")
     _, fn = _prepared(model, variant, train=False)
@@ -242,6 +251,60 @@ def infer_case(model: nn.Module, variant: Variant, x: torch.Tensor) -> Case:
             return fn(x)
 
     return Case(variant.name, forward, x.shape[0], device, _main_output)
+
+
+def _onnxruntime_case(
+    model: nn.Module, variant: Variant, x: torch.Tensor, calibration: torch.Tensor | None
+) -> Case:
+    """ONNX Runtime (CPU) on `x`: the model exported at x's size, INT8-quantised for
+    "onnxruntime int8" with `calibration` images (N, 3, H, W; default: 8 photo-like ones)."""
+    if x.device.type != "cpu":
+        raise ValueError("ONNX Runtime variants run on the CPU (--device cpu)")
+    folder = Path(tempfile.mkdtemp(prefix="bench_onnx_"))
+    path = folder / "model.onnx"
+    export_onnx(model, path, height=x.shape[2], width=x.shape[3], dynamic=True)
+    if variant.name == "onnxruntime int8":
+        if calibration is None:
+            calibration = random_image(8, x.shape[2], x.shape[3], seed=1)
+        quantized = folder / "model_int8.onnx"
+        quantize_int8(path, quantized, calibration)
+        path = quantized
+    session = OnnxRuntimeModel(path, threads=torch.get_num_threads())
+
+    def forward():
+        with torch.no_grad():
+            return session(x)
+
+    return Case(variant.name, forward, x.shape[0], x.device, _main_output)
+
+
+def quantize_int8(source: Path, target: Path, calibration: torch.Tensor) -> None:
+    """INT8 static quantisation of an exported model: QDQ format, per-channel INT8 weights,
+    UINT8 activations with ranges calibrated (min-max) on `calibration` (N, 3, H, W)."""
+    require_onnx("onnxruntime")
+    # optional dependency (requirements-optional.txt): imported only when quantising
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Images(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calibration[i : i + 1].numpy() for i in range(len(calibration)))
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {"image": batch}
+
+    prepared = target.with_name(target.stem + "_prepared.onnx")
+    quant_pre_process(str(source), str(prepared))  # shape inference and graph clean-up first
+    quantize_static(
+        str(prepared), str(target), Images(), quant_format=QuantFormat.QDQ, per_channel=True,
+        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+    )  # fmt: skip
 
 
 def train_case(model: nn.Module, cfg, variant: Variant, x: torch.Tensor, target: torch.Tensor) -> Case:

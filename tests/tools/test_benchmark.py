@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from lib.core import benchmark as bm
 from lib.core.benchmark import parse_variant
 from tools.benchmark import main
 
@@ -84,3 +86,22 @@ def test_a_missing_pretrained_file_falls_back_to_random_weights(tmp_path, caplog
                   "MODEL.PRETRAINED", str(tmp_path / "absent.pth"))
     assert result["weights"].startswith("calibrated random")
     assert "absent.pth not found" in caplog.text
+
+
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")),
+    reason="onnx/onnxruntime not installed (pip install -r requirements-optional.txt)",
+)
+def test_onnx_runtime_rows_fp32_and_int8_calibrated_on_photos(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in range(2):
+        bm.write_test_photo(photos / f"c{k}.jpg", 96, 128)
+    result = _run(tmp_path, "--what", "infer", "--input-size", "64x96", "--calibrate",
+                  str(photos), "--variants", "fp32 eager,onnxruntime,onnxruntime int8")
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert set(rows) == {"fp32 eager", "onnxruntime", "onnxruntime int8"}
+    assert rows["onnxruntime"]["argmax_agree"] > 0.99 and rows["onnxruntime"]["max_abs_diff"] < 1e-3
+    # INT8 changes the numbers a little, not the picture
+    assert rows["onnxruntime int8"]["images_per_s"] > 0
+    assert rows["onnxruntime int8"]["argmax_agree"] > 0.8 and rows["onnxruntime int8"]["max_abs_diff"] > 0
