@@ -25,9 +25,9 @@ import torch
 
 from lib.config import get_config
 from lib.core import benchmark as bm
+from lib.core.export import calibration_images
 from lib.datasets.base import normalise
 from lib.datasets.decode import decode_image
-from lib.datasets.lists import IMAGE_SUFFIXES
 from lib.models import get_seg_model, load_trained, load_weights
 from lib.utils.atomic import write_text_atomic
 from lib.utils.runtime import configure_backends, resolve_device
@@ -67,14 +67,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--calibrate", default="", help="infer, 'onnxruntime int8': folder of photos "
                    "to calibrate the quantisation on (default: 8 photo-like random images)")
     return cli.parse(p, argv)
-
-
-def calibration_images(folder: str, height: int, width: int, limit: int = 16) -> torch.Tensor:
-    """Up to `limit` photos of `folder` (sorted), resized to height x width and normalised."""
-    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise FileNotFoundError(f"--calibrate {folder}: no photos there")
-    return torch.stack([normalise(decode_image(p, (width, height))) for p in paths[:limit]])
 
 
 def build_model(cfg, weights: str, device: torch.device) -> tuple[torch.nn.Module, str]:

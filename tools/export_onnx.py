@@ -13,11 +13,18 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import torch
 
 from lib.config import ConfigError, get_config
-from lib.core.export import export_onnx, onnx_max_abs_diff, require_onnx
+from lib.core.export import (
+    calibration_images,
+    export_onnx,
+    onnx_max_abs_diff,
+    quantize_int8,
+    require_onnx,
+)
 from lib.models import load_trained
 from tools import cli
 
@@ -38,6 +45,11 @@ def parse_args(argv=None):
         "--tolerance", type=float, default=1e-3, help="largest allowed |ONNX - PyTorch|"
     )
     parser.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")
+    parser.add_argument(
+        "--int8", default="", metavar="PHOTOS",
+        help="also write <output>_int8.onnx: INT8 static quantisation calibrated on up to 16 "
+        "photos of this folder (at the export size; needs --dynamic or a fixed size)",
+    )
     return cli.parse(parser, argv)
 
 
@@ -67,6 +79,10 @@ def export(args) -> int:
         align_corners=cfg.MODEL.ALIGN_CORNERS,
     )
     print(f"wrote {args.output} ({height}x{width}{', dynamic' if args.dynamic else ''})")
+    if args.int8:
+        int8 = Path(args.output).with_name(Path(args.output).stem + "_int8.onnx")
+        quantize_int8(Path(args.output), int8, calibration_images(args.int8, height, width))
+        print(f"wrote {int8} (INT8, calibrated on {args.int8})")
     if args.no_check:
         return cli.DONE
     sizes = [(height, width)] + ([(height + 32, max(32, width - 32))] if args.dynamic else [])

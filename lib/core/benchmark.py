@@ -36,7 +36,7 @@ from PIL import Image
 from torch import nn
 
 from lib.core.criterion import build_criterion
-from lib.core.export import OnnxRuntimeModel, export_onnx, require_onnx
+from lib.core.export import OnnxRuntimeModel, export_onnx, quantize_int8
 from lib.core.inference import multi_scale_inference
 from lib.datasets.decode import decode_image, image_size, read_bytes, target_size
 from lib.models.bn_folding import fold_batchnorm
@@ -276,35 +276,6 @@ def _onnxruntime_case(
             return session(x)
 
     return Case(variant.name, forward, x.shape[0], x.device, _main_output)
-
-
-def quantize_int8(source: Path, target: Path, calibration: torch.Tensor) -> None:
-    """INT8 static quantisation of an exported model: QDQ format, per-channel INT8 weights,
-    UINT8 activations with ranges calibrated (min-max) on `calibration` (N, 3, H, W)."""
-    require_onnx("onnxruntime")
-    # optional dependency (requirements-optional.txt): imported only when quantising
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Images(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter(calibration[i : i + 1].numpy() for i in range(len(calibration)))
-
-        def get_next(self):
-            batch = next(self.batches, None)
-            return None if batch is None else {"image": batch}
-
-    prepared = target.with_name(target.stem + "_prepared.onnx")
-    quant_pre_process(str(source), str(prepared))  # shape inference and graph clean-up first
-    quantize_static(
-        str(prepared), str(target), Images(), quant_format=QuantFormat.QDQ, per_channel=True,
-        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-    )  # fmt: skip
 
 
 def train_case(model: nn.Module, cfg, variant: Variant, x: torch.Tensor, target: torch.Tensor) -> Case:

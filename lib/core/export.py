@@ -21,10 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.datasets.base import normalise
+from lib.datasets.decode import decode_image
+from lib.datasets.lists import IMAGE_SUFFIXES
 from lib.models.bn_folding import fold_batchnorm
 
 __all__ = ["OnnxUnavailable", "require_onnx", "PredictionHead", "export_onnx", "onnx_max_abs_diff",
-           "OnnxRuntimeModel"]
+           "OnnxRuntimeModel", "quantize_int8", "calibration_images"]
 
 INSTALL_HINT = "pip install onnx onnxruntime  (or pip install -r requirements-optional.txt)"
 
@@ -159,3 +162,40 @@ class OnnxRuntimeModel(nn.Module):
         image = x.detach().to("cpu", torch.float32).contiguous().numpy()
         (out,) = self.session.run(None, {"image": image})
         return torch.from_numpy(out)
+
+
+def quantize_int8(source: Path, target: Path, calibration: torch.Tensor) -> None:
+    """INT8 static quantisation of an exported model: QDQ format, per-channel INT8 weights,
+    UINT8 activations with ranges calibrated (min-max) on `calibration` (N, 3, H, W)."""
+    require_onnx("onnxruntime")
+    # optional dependency (requirements-optional.txt): imported only when quantising
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Images(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calibration[i : i + 1].numpy() for i in range(len(calibration)))
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {"image": batch}
+
+    prepared = target.with_name(target.stem + "_prepared.onnx")
+    quant_pre_process(str(source), str(prepared))  # shape inference and graph clean-up first
+    quantize_static(
+        str(prepared), str(target), Images(), quant_format=QuantFormat.QDQ, per_channel=True,
+        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+    )  # fmt: skip
+
+
+def calibration_images(folder: str, height: int, width: int, limit: int = 16) -> torch.Tensor:
+    """Up to `limit` photos of `folder` (sorted), resized to height x width and normalised."""
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no photos to calibrate the quantisation on")
+    return torch.stack([normalise(decode_image(p, (width, height))) for p in paths[:limit]])

@@ -109,7 +109,9 @@ def test_predict_runs_an_exported_model_with_onnx_runtime(trained_like, tmp_path
     onnx = tmp_path / "m.onnx"
     cfg = ["--cfg", str(DEMO_CFG)]
     assert export_tool.main([*cfg, "--output", str(onnx), "--dynamic", "--height", "128",
-                             "--width", "128", "TEST.MODEL_FILE", str(weights)]) == 0
+                             "--width", "128", "--int8", str(tmp_path),
+                             "TEST.MODEL_FILE", str(weights)]) == 0
+    assert (tmp_path / "m_int8.onnx").is_file()
     tiles = ["TEST.TILE_SIZE", "[128, 128]", "TEST.TILE_OVERLAP", "32",
              "TEST.SCALE_LIST", "[0.75, 1.0]", "TEST.FLIP_TEST", "True"]
     common = [*cfg, "--input", *(str(tmp_path / f"p{k}.jpg") for k in range(2)), "--device", "cpu"]
@@ -117,10 +119,14 @@ def test_predict_runs_an_exported_model_with_onnx_runtime(trained_like, tmp_path
                          str(weights), *tiles]) == 0
     assert predict.main([*common, "--output", str(tmp_path / "ort"), "TEST.MODEL_FILE",
                          str(onnx), *tiles]) == 0
+    assert predict.main([*common, "--output", str(tmp_path / "int8"), "TEST.MODEL_FILE",
+                         str(tmp_path / "m_int8.onnx"), *tiles]) == 0
     for k in range(2):
         a = cv2.imread(str(tmp_path / "pt" / "masks" / f"p{k}.png"), cv2.IMREAD_UNCHANGED)
         b = cv2.imread(str(tmp_path / "ort" / "masks" / f"p{k}.png"), cv2.IMREAD_UNCHANGED)
+        c = cv2.imread(str(tmp_path / "int8" / "masks" / f"p{k}.png"), cv2.IMREAD_UNCHANGED)
         assert a.shape == (120, 200) and (a == b).mean() >= 0.995  # the same decisions
+        assert (a == c).mean() >= 0.8  # INT8: close, not equal (random weights here)
     # a fixed-size export cannot take tiles of other sizes: one line, nothing done
     fixed = tmp_path / "fixed.onnx"
     assert export_tool.main([*cfg, "--output", str(fixed), "--no-check", "TEST.MODEL_FILE",
