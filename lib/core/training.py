@@ -56,7 +56,7 @@ from lib.utils.distributed import (
     wrap_ddp,
 )
 from lib.utils.logs import setup_logging
-from lib.utils.optim import build_optimizer, set_poly_lr
+from lib.utils.optim import PolySchedule, build_optimizer
 from lib.utils.runtime import configure_backends, limit, seed_everything
 
 logger = logging.getLogger(__name__)
@@ -97,10 +97,10 @@ def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) ->
     palette = palette_for(cfg.DATASET.DATASET, cfg.DATASET.NUM_CLASSES)
     metrics: dict = {}
     for epoch in range(start_epoch, end_epoch):
-        loader, base_lr, phase_epoch, iters, max_iters = _phase(cfg, loaders, epoch)
+        loader, schedule, phase_epoch, iters = _phase(cfg, loaders, epoch)
         stats = train_one_epoch(
             ddp_model, criterion, optimizer, loader,
-            epoch=epoch, base_lr=base_lr, first_iter=phase_epoch * iters, max_iters=max_iters,
+            epoch=epoch, schedule=schedule, first_iter=phase_epoch * iters,
             device=device, scaler=scaler, amp=cfg.TRAIN.AMP,
             channels_last=cfg.MODEL.CHANNELS_LAST,
             freeze=freeze if epoch < cfg.TRAIN.FREEZE_EPOCHS else (),
@@ -237,19 +237,19 @@ def say_if_renamed(paths: ExperimentPaths, config: str) -> list[Path]:
 
 
 def _phase(cfg, loaders: dict, epoch: int):
-    """(loader, base lr, epoch within the phase, iterations per epoch, iterations of the phase)
-    for the main phase (TRAIN.END_EPOCH epochs at TRAIN.LR) or the extra one (EXTRA_*): the
-    poly schedule runs from each phase's base lr to 0 over that phase."""
+    """(loader, the phase's poly schedule, epoch within the phase, iterations per epoch) for the
+    main phase (TRAIN.END_EPOCH epochs from TRAIN.LR) or the extra one (EXTRA_EPOCH from
+    EXTRA_LR)."""
     extra = epoch >= cfg.TRAIN.END_EPOCH
     loader = loaders["extra"] if extra else loaders["train"]
     if isinstance(loader.sampler, DistributedSampler):
         loader.sampler.set_epoch(epoch)
     if extra:
         iters = len(loader)
-        return (loader, cfg.TRAIN.EXTRA_LR, epoch - cfg.TRAIN.END_EPOCH, iters,
-                cfg.TRAIN.EXTRA_EPOCH * iters)
+        schedule = PolySchedule(cfg.TRAIN.EXTRA_LR, cfg.TRAIN.EXTRA_EPOCH * iters)
+        return loader, schedule, epoch - cfg.TRAIN.END_EPOCH, iters
     iters = len(loaders["train"])
-    return loader, cfg.TRAIN.LR, epoch, iters, cfg.TRAIN.END_EPOCH * iters
+    return loader, PolySchedule(cfg.TRAIN.LR, cfg.TRAIN.END_EPOCH * iters), epoch, iters
 
 
 def _epoch_line(epoch: int, end_epoch: int, stats: dict, metrics: dict | None, best: float) -> str:
@@ -370,9 +370,8 @@ def train_one_epoch(
     loader,
     *,
     epoch: int,
-    base_lr: float,
+    schedule: PolySchedule,
     first_iter: int,
-    max_iters: int,
     device: torch.device,
     scaler: torch.amp.GradScaler,
     amp: str = "",
@@ -381,7 +380,7 @@ def train_one_epoch(
     writer=None,
     print_freq: int = 20,
 ) -> dict:
-    """One pass over `loader`; iteration i uses lr = poly(base_lr, first_iter + i, max_iters).
+    """One pass over `loader`; iteration i uses the lr `schedule` gives iteration first_iter + i.
 
     Returns {"loss": mean loss over ranks and iterations, "lr": last lr, "seconds": wall time}.
     Raises NonFiniteLossError naming the epoch and iteration when any rank's loss is NaN/inf.
@@ -399,7 +398,7 @@ def train_one_epoch(
     # and at the end of the epoch, so the CPU keeps queueing GPU work.
     since = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of losses, bad steps)
     first_bad = torch.tensor([n, 0.0], dtype=torch.float64, device=device)  # (iteration, loss)
-    total, lr, start = 0.0, base_lr, time.perf_counter()
+    total, lr, start = 0.0, schedule.base_lr, time.perf_counter()
     bar = tqdm(
         loader,
         desc=f"epoch {epoch}",
@@ -409,7 +408,7 @@ def train_one_epoch(
     )
     for i, (images, labels, _, _) in enumerate(bar):
         it = first_iter + i
-        lr = set_poly_lr(optimizer, base_lr, it, max_iters)
+        lr = schedule.step(optimizer, it)
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         labels = labels.to(device, non_blocking=True).long()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn, optim
 
 
@@ -59,3 +61,18 @@ def set_poly_lr(optimizer: optim.Optimizer, base_lr: float, it: int, max_it: int
     for group in optimizer.param_groups:
         group["lr"] = lr * group["initial_lr"] / first
     return lr
+
+
+@dataclass(frozen=True)
+class PolySchedule:
+    """The poly schedule of one training phase: `base_lr` down to 0 over `iters` iterations
+    (the main phase: TRAIN.LR over TRAIN.END_EPOCH epochs; the extra one: EXTRA_LR over
+    EXTRA_EPOCH). `step(optimizer, it)` sets the lr of global iteration `it` of the phase from
+    `it` itself, not from a count of earlier calls, so a resumed run continues exactly."""
+
+    base_lr: float
+    iters: int
+
+    def step(self, optimizer: optim.Optimizer, it: int) -> float:
+        """Set every group's lr for iteration `it` (see `set_poly_lr`); returns the first's."""
+        return set_poly_lr(optimizer, self.base_lr, it, self.iters)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lib.core.training import NonFiniteLossError, train_one_epoch, validate
-from lib.utils.optim import poly_lr
+from lib.utils.optim import PolySchedule, poly_lr
 
 
 class TinySeg(nn.Module):
@@ -51,9 +51,8 @@ def run(model, loader, criterion=None, **kw):
         opt,
         loader,
         epoch=kw.pop("epoch", 1),
-        base_lr=0.1,
+        schedule=PolySchedule(0.1, 12),
         first_iter=3,
-        max_iters=12,
         device=torch.device("cpu"),
         scaler=torch.amp.GradScaler("cpu", enabled=False),
         **kw,
@@ -121,9 +120,8 @@ def test_mixed_precision_and_channels_last_train_on_cpu(amp, channels_last):
         opt,
         batches(2),
         epoch=0,
-        base_lr=0.1,
+        schedule=PolySchedule(0.1, 2),
         first_iter=0,
-        max_iters=2,
         device=torch.device("cpu"),
         amp=amp,
         channels_last=channels_last,
@@ -136,8 +134,8 @@ def test_fp16_on_cpu_is_refused_with_the_key_named():
     model = TinySeg()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="TRAIN.AMP fp16 needs a CUDA device"):
-        train_one_epoch(model, nn.CrossEntropyLoss(), opt, batches(1), epoch=0, base_lr=0.1,
-                        first_iter=0, max_iters=1, device=torch.device("cpu"), amp="fp16",
+        train_one_epoch(model, nn.CrossEntropyLoss(), opt, batches(1), epoch=0, schedule=PolySchedule(0.1, 1),
+                        first_iter=0, device=torch.device("cpu"), amp="fp16",
                         scaler=torch.amp.GradScaler("cpu", enabled=False))
 
 

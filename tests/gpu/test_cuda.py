@@ -22,6 +22,7 @@ from lib.models.bn_folding import count_batchnorms, fold_batchnorm
 from lib.models.summary import count_gflops
 from lib.utils import distributed as du
 from lib.utils.amp import autocast_dtype, bf16_supported, grad_scaler
+from lib.utils.optim import PolySchedule
 
 pytestmark = [
     pytest.mark.gpu,
@@ -133,8 +134,7 @@ def _count_syncs(print_freq: int, iterations: int = 8) -> int:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            train_one_epoch(model, CE(), opt, loader, epoch=0, base_lr=0.01, first_iter=1,
-                            max_iters=100, device=CUDA, scaler=grad_scaler("", CUDA),
+            train_one_epoch(model, CE(), opt, loader, epoch=0, schedule=PolySchedule(0.01, 100), first_iter=1, device=CUDA, scaler=grad_scaler("", CUDA),
                             print_freq=print_freq)
         finally:
             torch.cuda.set_sync_debug_mode("default")
@@ -168,8 +168,7 @@ def test_fp16_gradscaler_syncbn_ddp_channels_last_train(nccl_group):
     scaler = grad_scaler("fp16", CUDA)
     assert scaler.is_enabled()
     before = model.stem[0].weight.detach().clone()
-    stats = train_one_epoch(ddp, CE(), opt, batches(), epoch=0, base_lr=0.01, first_iter=0,
-                            max_iters=10, device=CUDA, scaler=scaler, amp="fp16",
+    stats = train_one_epoch(ddp, CE(), opt, batches(), epoch=0, schedule=PolySchedule(0.01, 10), first_iter=0, device=CUDA, scaler=scaler, amp="fp16",
                             channels_last=True, print_freq=2)
     assert torch.isfinite(torch.tensor(stats["loss"]))
     assert not torch.equal(before, model.stem[0].weight.detach())

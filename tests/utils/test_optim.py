@@ -1,10 +1,11 @@
 """Poly learning rate and the official NONBACKBONE parameter groups."""
 
 import pytest
+import torch
 from torch import nn
 
 from lib.config import get_config
-from lib.utils.optim import build_optimizer, param_groups, poly_lr, set_poly_lr
+from lib.utils.optim import PolySchedule, build_optimizer, param_groups, poly_lr, set_poly_lr
 
 
 def test_poly_lr_values():
@@ -66,3 +67,16 @@ def test_unknown_optimizer_names_the_key():
     cfg = get_config(None, ["TRAIN.OPTIMIZER", "rmsprop"])
     with pytest.raises(ValueError, match="TRAIN.OPTIMIZER"):
         build_optimizer(cfg, Tiny())
+
+
+def test_poly_schedule_of_a_phase_sets_every_group_from_the_iteration():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    groups = param_groups(model, 0.01, ["1."], 10)
+    opt = torch.optim.SGD(groups, lr=0.01)
+    main = PolySchedule(0.01, 100)
+    assert main.step(opt, 30) == poly_lr(0.01, 30, 100)
+    assert [g["lr"] for g in opt.param_groups] == [poly_lr(0.01, 30, 100), poly_lr(0.01, 30, 100) * 10]
+    extra = PolySchedule(0.001, 20)  # the EXTRA_EPOCH phase keeps the groups' ratio
+    assert extra.step(opt, 5) == poly_lr(0.001, 5, 20)
+    assert opt.param_groups[1]["lr"] == poly_lr(0.001, 5, 20) * 10
+    assert main.step(opt, 100) == 0.0
