@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -23,7 +24,6 @@ def official_dir() -> Path:
 @pytest.fixture(scope="session")
 def parity(official_dir: Path) -> dict:
     """The official w18s1_ocr parity dict (state_dict, inputs, outputs, losses, grads)."""
-    import torch
 
     return torch.load(official_dir / "w18s1_ocr_parity.pt", weights_only=True)
 

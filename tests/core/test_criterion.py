@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from lib.config import get_config
-from lib.core.criterion import CrossEntropy, OhemCrossEntropy, build_criterion
+from lib.core.criterion import (
+    CrossEntropy,
+    OhemCrossEntropy,
+    SkeletonRecall,
+    build_criterion,
+    soft_skeleton,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,7 +88,6 @@ def test_build_criterion_checks_balance_weights_and_picks_ohem():
 
 
 def test_soft_skeleton_thins_a_wide_line_to_its_centre():
-    from lib.core.criterion import soft_skeleton
 
     mask = torch.zeros(1, 1, 20, 30)
     mask[0, 0, :, 10:15] = 1  # 5 px wide, columns 10..14
@@ -93,7 +98,6 @@ def test_soft_skeleton_thins_a_wide_line_to_its_centre():
 
 
 def test_skeleton_recall_term_is_opt_in_and_rewards_found_wires():
-    from lib.core.criterion import SkeletonRecall
 
     cfg_file = REPO / "experiments" / "daodixian_seg" / "seg_hrnet_ocr_w18_small_v1_demo.yaml"
     assert isinstance(build_criterion(get_config(cfg_file)), CrossEntropy)  # official default

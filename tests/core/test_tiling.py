@@ -16,6 +16,7 @@ from lib.core.tiling import (
 )
 from lib.datasets.base import normalise
 from lib.models import get_seg_model
+from tests.conftest import OFFICIAL
 
 
 def test_tile_origins_are_aligned_overlap_and_reach_the_end():
@@ -100,7 +101,6 @@ def test_tiled_equals_whole_image_where_the_receptive_field_fits():
 
 
 def _small_ocr():
-    from tests.conftest import OFFICIAL
 
     if not (OFFICIAL / "w18s1_ocr.yaml").is_file():
         pytest.skip("../shared/fixtures/official/w18s1_ocr.yaml is absent")

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from lib.core import evaluation, training
 from lib.core.training import NonFiniteLossError, train_one_epoch, validate
 from lib.utils.optim import PolySchedule, poly_lr
 
@@ -152,10 +153,9 @@ class Counter:
 
 def test_loss_is_read_and_reduced_only_at_checks(monkeypatch):
     # 10 iterations, PRINT_FREQ 5, global iterations 3..12: checks at 5, 10 and the last one
-    import lib.core.training as function
 
-    reduce = Counter(function.all_reduce_sum)
-    monkeypatch.setattr(function, "all_reduce_sum", reduce)
+    reduce = Counter(training.all_reduce_sum)
+    monkeypatch.setattr(training, "all_reduce_sum", reduce)
     item = Counter(torch.Tensor.item)
     tolist = Counter(torch.Tensor.tolist)
     monkeypatch.setattr(torch.Tensor, "item", lambda self: item(self))
@@ -190,7 +190,6 @@ def test_validate_with_an_empty_shard_still_reports():
 
 
 def test_testval_gives_channels_last_inputs_when_asked():
-    from lib.core.evaluation import testval
 
     class Recorder(TinySeg):
         formats: list = []
@@ -207,6 +206,6 @@ def test_testval_gives_channels_last_inputs_when_asked():
     for channels_last in (False, True):
         model = Recorder().eval()
         Recorder.formats = []
-        testval(model, loader, num_classes=2, ignore_label=255, scales=[1.0], flip=False,
+        evaluation.testval(model, loader, num_classes=2, ignore_label=255, scales=[1.0], flip=False,
                 base_size=16, crop_size=(16, 16), channels_last=channels_last)
         assert Recorder.formats and all(f == channels_last for f in Recorder.formats)

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from lib.config import get_config
+from lib.core import evaluation
+from lib.core.evaluation import metrics_table
 from lib.core.wire_metrics import (
     WireMetrics,
     scores_from_counts,
@@ -127,12 +129,11 @@ class _Threshold(torch.nn.Module):
 
 
 def test_test_tool_scores_wires_next_to_miou():
-    from lib.core.evaluation import metrics_table, testval
 
     loader = torch.utils.data.DataLoader(_OneWire(), batch_size=1)
     kw = dict(
         num_classes=2, ignore_label=255, scales=[1.0], flip=False, base_size=48, crop_size=(32, 48)
     )
-    metrics = testval(_Threshold(), loader, wire_metrics=WireMetrics([1], 1.0), **kw)
+    metrics = evaluation.testval(_Threshold(), loader, wire_metrics=WireMetrics([1], 1.0), **kw)
     assert metrics["wire"]["f1"] == 1.0 and metrics["iou"][1] == 0.0  # shifted by one pixel
     assert "wire f1" in metrics_table(metrics)

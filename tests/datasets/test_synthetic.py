@@ -12,7 +12,7 @@ from lib.config import get_config
 from lib.datasets import build_dataset
 from lib.datasets.conversion import ConvertOptions, convert
 from lib.datasets.decode import decode_image, decode_label
-from lib.datasets.synthetic import generate, make_image
+from lib.datasets.synthetic import generate, make_image, make_real_image
 
 
 def test_generator_is_deterministic_from_the_seed():
@@ -88,7 +88,6 @@ def test_generator_converter_dataset_batch_round_trip(tmp_path):
 
 
 def test_real_style_is_thin_low_contrast_and_keeps_the_conventions(tmp_path):
-    from lib.datasets.synthetic import make_real_image
 
     a, polys = make_real_image(np.random.default_rng([3, 0]), 540, 360)
     b, _ = make_real_image(np.random.default_rng([3, 0]), 540, 360)

@@ -8,8 +8,9 @@ import random
 import numpy as np
 
 from lib.config import get_config
+from lib.datasets import build_dataset
 from lib.datasets.wire_aug import WireAugment, paste_wires, wire_augment_from_cfg
-from tests.tools.conftest import DEMO_CFG, tiny_data  # noqa: F401 (the fixture)
+from tests.tools.conftest import DEMO_CFG, tiny_data, tiny_opts  # noqa: F401 (the fixture)
 
 
 def _crop(h=96, w=128):
@@ -58,8 +59,6 @@ def test_photometric_steps_keep_the_label_and_are_seeded():
 
 
 def test_dataset_applies_the_keys(tiny_data):  # noqa: F811
-    from lib.datasets import build_dataset
-    from tests.tools.conftest import tiny_opts
 
     opts = tiny_opts(tiny_data, tiny_data)
     plain = build_dataset(get_config(DEMO_CFG, opts), "val")

@@ -15,14 +15,17 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from lib.config import get_config
 from lib.core.metrics import ConfusionMatrix
 from lib.core.training import train_one_epoch, validate
 from lib.core.wire_metrics import WireMetrics
+from lib.models import get_seg_model
 from lib.models.bn_folding import count_batchnorms, fold_batchnorm
 from lib.models.summary import count_gflops
 from lib.utils import distributed as du
 from lib.utils.amp import autocast_dtype, bf16_supported, grad_scaler
 from lib.utils.optim import PolySchedule
+from tests.tools.conftest import DEMO_CFG
 
 pytestmark = [
     pytest.mark.gpu,
@@ -184,9 +187,6 @@ def test_fp16_gradscaler_syncbn_ddp_channels_last_train(nccl_group):
 
 
 def test_flop_count_allocates_no_gpu_memory():
-    from lib.config import get_config
-    from lib.models import get_seg_model
-    from tests.tools.conftest import DEMO_CFG
 
     model = get_seg_model(get_config(DEMO_CFG)).to(CUDA)
     torch.cuda.synchronize()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from lib.config import get_config
 from lib.models import get_seg_model
@@ -72,7 +73,6 @@ def test_sync_batchnorm_conversion_keeps_state_dict_names():
 
 
 def test_flop_count_runs_on_the_meta_device_and_equals_a_real_count():
-    from torch.utils.flop_counter import FlopCounterMode
 
     model = get_seg_model(get_config(DEMO_CFG)).eval()
     seen = []

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_every_hub_entry_names_an_experiment_file():
-    import hubconf
+    import hubconf  # the repository root's hubconf.py, as torch.hub imports it
 
     entries = [
         name

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from lib.core import benchmark as bm
 from lib.core.benchmark import parse_variant
@@ -66,7 +67,6 @@ def test_unknown_variant_is_refused():
 
 
 def test_cudnn_settings_of_the_experiment_file_take_effect(tmp_path, monkeypatch):
-    import torch
 
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     _run(tmp_path, "--what", "infer", "--input-size", "32x32", "--variants", "fp32 eager")
@@ -74,7 +74,6 @@ def test_cudnn_settings_of_the_experiment_file_take_effect(tmp_path, monkeypatch
 
 
 def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys, monkeypatch):
-    import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["--cfg", DEMO_CFG, "--device", "cuda", *TINY]) == 2

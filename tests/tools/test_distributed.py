@@ -11,10 +11,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from lib.config import get_config
+from lib.core.criterion import build_criterion
 from lib.core.training import validate
 from lib.core.wire_metrics import WireMetrics
+from lib.datasets import build_dataset
 from lib.datasets.lists import parse_line
-from lib.models import load_weights
+from lib.models import get_seg_model, load_weights
 from lib.utils.checkpoint import load_file
 from lib.utils.distributed import ShardSampler
 from tests.tools.conftest import DEMO_CFG, REPO, tiny_opts
@@ -50,9 +52,6 @@ def test_torchrun_two_processes_train_and_validate_like_one(tiny_data, tmp_path)
     assert all(k.startswith(("model.", "loss.")) for k in ckpt["state_dict"])
 
     # the same weights validated by one process give exactly the 2-process confusion matrix
-    from lib.core.criterion import build_criterion
-    from lib.datasets import build_dataset
-    from lib.models import get_seg_model
 
     cfg = get_config(DEMO_CFG, opts)
     model = get_seg_model(cfg)

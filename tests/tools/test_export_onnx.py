@@ -2,14 +2,18 @@
 
 import importlib.util
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from lib.config import get_config
 from lib.core.export import OnnxUnavailable, export_onnx, onnx_max_abs_diff, require_onnx
+from lib.datasets.synthetic import make_image
 from lib.models import get_seg_model
 from tests.tools.conftest import DEMO_CFG
 from tools import export_onnx as export_tool
+from tools import predict
 
 HAVE_ONNX = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 needs_onnx = pytest.mark.skipif(
@@ -65,7 +69,7 @@ def test_cli_prints_the_difference_and_exits_zero(trained_like, tmp_path, capsys
     assert export_tool.main(argv) == 0
     out = capsys.readouterr().out
     assert "max abs difference ONNX Runtime vs PyTorch at 64x96" in out
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional dependency: only where the test is not skipped
 
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     assert session.get_outputs()[0].shape == [1, 2, 64, 96]  # fixed size, upsampled
@@ -95,11 +99,7 @@ def test_weights_without_the_ocr_head_are_refused(trained_like, tmp_path, capsys
 
 @needs_onnx
 def test_predict_runs_an_exported_model_with_onnx_runtime(trained_like, tmp_path, capsys):
-    import cv2
-    import numpy as np
 
-    from lib.datasets.synthetic import make_image
-    from tools import predict
 
     _, weights = trained_like
     rng = np.random.default_rng(0)

@@ -10,13 +10,13 @@ from PIL import Image
 
 from lib.config import get_config
 from lib.core.thresholds import threshold_file
+from lib.models import get_seg_model
 from tests.tools.conftest import DEMO_CFG, tiny_opts
 from tools import pick_threshold, predict
 from tools import test as test_tool
 
 
 def _weights(tmp_path, opts):
-    from lib.models import get_seg_model
 
     torch.manual_seed(0)
     model = get_seg_model(get_config(DEMO_CFG, opts))

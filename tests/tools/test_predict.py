@@ -1,6 +1,7 @@
 """tools/predict.py on photo folders: native-size photos, corrupt files, resume, labels."""
 
 import csv
+import errno
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from lib.config import get_config
+from lib.core import prediction
 from lib.core.prediction import list_photos, read_label
 from lib.datasets.annotations import parse_file
 from lib.datasets.synthetic import make_image
@@ -205,9 +207,7 @@ def test_list_file_lines_with_spaces(weights, tmp_path):
 
 
 def test_a_full_disk_names_the_mask_and_leaves_no_file(weights, tmp_path, capsys, monkeypatch):
-    import errno
 
-    from lib.core import prediction
 
     def full(ids, path, values=None):
         Path(path).write_bytes(b"half")

@@ -13,8 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from lib.core.metrics import ConfusionMatrix
+from lib.core.training import decide_resume
+from lib.core.wire_metrics import WireMetrics
 from lib.utils import distributed as du
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,8 +74,6 @@ def test_gloo_reduces_cpu_tensors_in_place(monkeypatch):
 
 
 def test_metrics_reduce_through_the_helper(monkeypatch):
-    from lib.core.metrics import ConfusionMatrix
-    from lib.core.wire_metrics import WireMetrics
 
     group = FakeGroup(monkeypatch, "nccl")
     wire = WireMetrics()
@@ -162,9 +164,6 @@ def test_launched_single_process_uses_a_process_group(monkeypatch):
 
 
 def _resume_worker(rank: int, store: str, folder: str, result_dir: str) -> None:
-    import torch.distributed as dist
-
-    from lib.core.training import decide_resume
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
