@@ -70,18 +70,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_model(cfg, weights: str, device: torch.device) -> tuple[torch.nn.Module, str]:
+    if weights:  # a trained model: every tensor, as every tool loads one
+        return load_trained(cfg, weights).to(device).eval(), weights
     model = get_seg_model(cfg, load_pretrained=False)
-    source = weights or cfg.MODEL.PRETRAINED
-    if not weights and source and not Path(source).is_file():
+    source = cfg.MODEL.PRETRAINED
+    if source and not Path(source).is_file():
         # benchmarking needs no trained weights: a missing backbone file is not an error here
         logging.getLogger("benchmark").warning(
             "MODEL.PRETRAINED %s not found: benchmarking calibrated random weights", source
         )
         source = ""
-    if weights:  # a trained model: every tensor, as every tool loads one
-        model = load_trained(cfg, weights)
-        description = weights
-    elif source:  # MODEL.PRETRAINED: a backbone, reported
+    if source:  # MODEL.PRETRAINED: a backbone, reported
         load_weights(model, source)
         description = source
     else:

@@ -26,9 +26,12 @@ def parse_args(argv=None, default_cfg: str | None = None):
 def main(argv=None, default_cfg: str | None = None) -> int:
     args = parse_args(argv, default_cfg)
     progress: dict = {}
+
+    def work() -> None:
+        train(get_config(args.cfg, args.opts), config_name(args.cfg), args.local_rank, progress)
+
     return cli.run(
-        lambda: train(get_config(args.cfg, args.opts), config_name(args.cfg), args.local_rank,
-                      progress) and None,
+        work,
         partly_done=lambda: bool(progress.get("saved_epoch")),
         interrupted=lambda: interrupted_message(progress),
     )

@@ -260,16 +260,16 @@ def _onnxruntime_case(
     "onnxruntime int8" with `calibration` images (N, 3, H, W; default: 8 photo-like ones)."""
     if x.device.type != "cpu":
         raise ValueError("ONNX Runtime variants run on the CPU (--device cpu)")
-    folder = Path(tempfile.mkdtemp(prefix="bench_onnx_"))
-    path = folder / "model.onnx"
-    export_onnx(model, path, height=x.shape[2], width=x.shape[3], dynamic=True)
-    if variant.name == "onnxruntime int8":
-        if calibration is None:
-            calibration = random_image(8, x.shape[2], x.shape[3], seed=1)
-        quantized = folder / "model_int8.onnx"
-        quantize_int8(path, quantized, calibration)
-        path = quantized
-    session = OnnxRuntimeModel(path, threads=torch.get_num_threads())
+    with tempfile.TemporaryDirectory(prefix="bench_onnx_") as folder:  # the session keeps the model
+        path = Path(folder) / "model.onnx"
+        export_onnx(model, path, height=x.shape[2], width=x.shape[3], dynamic=True)
+        if variant.name == "onnxruntime int8":
+            if calibration is None:
+                calibration = random_image(8, x.shape[2], x.shape[3], seed=1)
+            quantized = Path(folder) / "model_int8.onnx"
+            quantize_int8(path, quantized, calibration)
+            path = quantized
+        session = OnnxRuntimeModel(path, threads=torch.get_num_threads())
 
     def forward():
         with torch.no_grad():

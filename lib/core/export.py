@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -114,11 +115,7 @@ def export_onnx(
 
 def onnx_max_abs_diff(path: str | Path, module: nn.Module, sample: torch.Tensor) -> float:
     """Largest |ONNX Runtime - PyTorch| over the output for a (N, 3, H, W) `sample` (CPU)."""
-    require_onnx("onnxruntime")
-    import onnxruntime as ort  # optional dependency (requirements-optional.txt): only when used
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (onnx_out,) = session.run(None, {"image": sample.cpu().numpy().astype(np.float32)})
+    onnx_out = OnnxRuntimeModel(path, any_size=False)(sample).numpy()
     with torch.no_grad():
         torch_out = module.cpu().eval()(sample.cpu()).numpy()
     if onnx_out.shape != torch_out.shape:
@@ -130,10 +127,11 @@ class OnnxRuntimeModel(nn.Module):
     """An exported .onnx file run by ONNX Runtime on the CPU, called like the network: (N, 3, H, W)
     float32 -> the exported output. tools/predict.py and tools/benchmark.py use it when
     TEST.MODEL_FILE ends with .onnx. The export must have dynamic height and width
-    (tools/export_onnx.py --dynamic) for tiles and scales of any size. It has no parameters:
+    (tools/export_onnx.py --dynamic) for tiles and scales of any size (`any_size`; False for
+    the parity check of a fixed-size export). It has no parameters:
     BatchNorm folding, channels_last and autocast do not apply (the graph is already folded)."""
 
-    def __init__(self, path: str | Path, threads: int = 0) -> None:
+    def __init__(self, path: str | Path, threads: int = 0, any_size: bool = True) -> None:
         super().__init__()
         require_onnx("onnxruntime")
         import onnxruntime as ort  # optional dependency (requirements-optional.txt): only when used
@@ -151,7 +149,7 @@ class OnnxRuntimeModel(nn.Module):
         if [i.name for i in inputs] != ["image"]:
             raise ValueError(f"{path}: expected one input named 'image' (tools/export_onnx.py)")
         fixed = [d for d in inputs[0].shape[2:] if isinstance(d, int)]
-        if fixed:
+        if any_size and fixed:
             raise ValueError(
                 f"{path}: exported for a fixed {inputs[0].shape[2]}x{inputs[0].shape[3]} input; "
                 "export with tools/export_onnx.py --dynamic to predict tiles of any size"
@@ -194,16 +192,18 @@ def quantize_int8(
             batch = next(self.batches, None)
             return None if batch is None else {"image": batch}
 
-    prepared = target.with_name(target.stem + "_prepared.onnx")
-    quant_pre_process(str(source), str(prepared))  # shape inference and graph clean-up first
-    excluded = [
-        node.name for node in onnx.load(str(prepared)).graph.node
-        if any(part in node.name for part in keep_fp32)
-    ]  # fmt: skip
-    quantize_static(
-        str(prepared), str(target), Images(), nodes_to_exclude=excluded, quant_format=QuantFormat.QDQ, per_channel=True,
-        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as scratch:  # nothing but `target` is left behind
+        prepared = Path(scratch) / "prepared.onnx"
+        quant_pre_process(str(source), str(prepared))  # shape inference and graph clean-up
+        excluded = [
+            node.name for node in onnx.load(str(prepared)).graph.node
+            if any(part in node.name for part in keep_fp32)
+        ]  # fmt: skip
+        quantize_static(
+            str(prepared), str(target), Images(), nodes_to_exclude=excluded,
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+        )  # fmt: skip
 
 
 def calibration_images(folder: str, height: int, width: int, limit: int = 16) -> torch.Tensor:

@@ -120,6 +120,17 @@ def draw_wire(image: np.ndarray, polygon: np.ndarray, colour: tuple) -> None:
     cv2.fillPoly(image, [points], colour, cv2.LINE_AA, shift=4)
 
 
+def _span(rng: np.random.Generator, width: int, height: int, max_sag: float):
+    """(p0, p1, sag, offset) of a wire across the image: ends just outside opposite sides,
+    a sag of up to `max_sag` of its length, and the unit normal for parallel wires."""
+    side = int(rng.integers(0, 2))
+    p0 = _edge_point(rng, width, height, side)
+    p1 = _edge_point(rng, width, height, side + 2)
+    sag = rng.uniform(0, max_sag) * np.linalg.norm(p1 - p0)
+    direction = (p1 - p0) / np.linalg.norm(p1 - p0)
+    return p0, p1, sag, np.array([-direction[1], direction[0]])
+
+
 def _edge_point(rng: np.random.Generator, width: int, height: int, side: int) -> np.ndarray:
     """A point slightly outside the image on side 0 (left), 1 (top), 2 (right) or 3 (bottom)."""
     m = 20.0
@@ -171,12 +182,7 @@ def make_image(
     polygons = []
     scale = min(width, height) / 540.0
     for _ in range(rng.integers(2, 6)):
-        side = int(rng.integers(0, 2))
-        p0 = _edge_point(rng, width, height, side)
-        p1 = _edge_point(rng, width, height, side + 2)
-        sag = rng.uniform(0, 0.12) * np.linalg.norm(p1 - p0)
-        direction = (p1 - p0) / np.linalg.norm(p1 - p0)
-        offset = np.array([-direction[1], direction[0]])
+        p0, p1, sag, offset = _span(rng, width, height, 0.12)
         spacing = rng.uniform(12, 30) * scale
         for k in range(int(rng.integers(1, 4))):
             centre = catenary(p0 + k * spacing * offset, p1 + k * spacing * offset, sag)
@@ -275,12 +281,7 @@ def make_real_image(
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     polygons = []
     for _ in range(rng.integers(1, 4)):
-        side = int(rng.integers(0, 2))
-        p0 = _edge_point(rng, width, height, side)
-        p1 = _edge_point(rng, width, height, side + 2)
-        sag = rng.uniform(0, 0.1) * np.linalg.norm(p1 - p0)
-        direction = (p1 - p0) / np.linalg.norm(p1 - p0)
-        offset = np.array([-direction[1], direction[0]])
+        p0, p1, sag, offset = _span(rng, width, height, 0.1)
         near, far = rng.uniform(6, 30) * scale, rng.uniform(0.3, 1.0)  # perspective: spacing shrinks
         close_up = rng.random() < 0.15
         shadow = rng.random() < 0.3
