@@ -4,7 +4,8 @@
   --what infer   eval forward passes (images/s, argmax agreement with fp32 eager); also
                  --variants onnxruntime,"onnxruntime int8" [--calibrate photos/]
   --what train   SGD steps: forward, loss, backward, step
-  --what data    one worker decoding a photo at the training's random scales, three ways
+  --what data    one worker decoding a photo at the training's random scales, three ways,
+                 and whole training samples: uncached, DATASET.CACHE_DIR cold and warm
   --what photo   whole-photo multi-scale (+flip) inference of a 5472x3078 photo, peak memory
 
 Rows are medians of --runs timed calls after --warmup untimed ones. Exit status: 0 done, 2
@@ -119,7 +120,10 @@ def _run(args: argparse.Namespace, cfg, device: torch.device) -> dict:
     if args.what == "data":
         path = photo_path()
         rows = bm.bench_decode(path, cfg.TRAIN.BASE_SIZE, cfg.TRAIN.SCALE_FACTOR, args.samples, memory)
-        result.update(photo=str(path), photo_bytes=path.stat().st_size, base_size=cfg.TRAIN.BASE_SIZE)
+        sample_rows, cache_bytes = bm.bench_samples(path, cfg, args.samples, memory, Path(tmp.name))
+        rows += sample_rows
+        result.update(photo=str(path), photo_bytes=path.stat().st_size, base_size=cfg.TRAIN.BASE_SIZE,
+                      crop=list(cfg.TRAIN.IMAGE_SIZE), cache_bytes_per_photo=cache_bytes)
     else:
         model, result["weights"] = build_model(cfg, args.weights, device)
         h, w = args.input_size

@@ -60,6 +60,7 @@ _C.DATASET.CLASS_WEIGHTS = []  # (ours) explicit class weights; empty: the datas
 _C.DATASET.LABEL_RESAMPLING = "centre"  # (ours) label scaling: centre (pixel centres, aligned with the image) | official (cv2 INTER_NEAREST: up to 1/2 px down-right)
 _C.DATASET.LABEL_DILATE = 0  # (ours) widen wire labels (TEST.WIRE_CLASSES, default 1) by N px when read
 _C.DATASET.REDUCED_DECODE = True  # (ours) fast training path: 1/2-1/8 JPEG decode, resample only the crop
+_C.DATASET.CACHE_DIR = ""  # (ours) folder that keeps each training photo's decodes (same samples, decoded once); empty: off
 
 _C.TRAIN = CN()
 _C.TRAIN.FREEZE_LAYERS = ""  # comma-separated name prefixes frozen for FREEZE_EPOCHS

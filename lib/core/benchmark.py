@@ -21,6 +21,7 @@ import copy
 import logging
 import platform
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -38,13 +39,15 @@ from torch import nn
 from lib.core.criterion import build_criterion
 from lib.core.export import OnnxRuntimeModel, export_onnx, quantize_int8
 from lib.core.inference import multi_scale_inference
+from lib.datasets.base import ListDataset
+from lib.datasets.cache import DecodeCache
 from lib.datasets.decode import decode_image, image_size, read_bytes, target_size
 from lib.models.bn_folding import fold_batchnorm
 from lib.utils.amp import AMP_NAMES, autocast, autocast_dtype, bf16_supported, grad_scaler
 
 __all__ = ["Variant", "parse_variant", "INFER_VARIANTS", "TRAIN_VARIANTS", "PHOTO_VARIANTS",
            "PeakMemory", "Case", "environment", "random_image", "calibrate", "infer_case",
-           "train_case", "photo_case", "measure", "bench_decode", "write_test_photo"]
+           "train_case", "photo_case", "measure", "bench_decode", "bench_samples", "write_test_photo"]
 
 logger = logging.getLogger(__name__)
 
@@ -420,6 +423,62 @@ def bench_decode(path: Path, base_size: int, scale_factor: int, samples: int,
         rows.append(_row(name, 1, times, memory.peak_mb(), photo=f"{width}x{height}",
                          base_size=base_size))
     return rows
+
+
+def bench_samples(path: Path, cfg, samples: int, memory: PeakMemory, workdir: Path,
+                  seed: int = 0) -> tuple[list[dict], int]:
+    """Training samples/s of one worker on `path` (crop TRAIN.IMAGE_SIZE, the training's random
+    scales, a wire label of the photo's size), three ways, and the cache's bytes for the photo.
+
+    `sample, reduced decode`: the uncached dataset; `sample, cache first epoch`: the
+    DATASET.CACHE_DIR dataset building the entry each time (decode every level, write);
+    `sample, cache later epochs`: reading the entry back. The samples of the three are checked
+    to be identical.
+    """
+    width, height = image_size(read_bytes(path), path)
+    label = np.zeros((height, width), np.uint8)
+    for k in range(4):  # a few wires, so that the label is not empty
+        cv2.line(label, (0, height * (k + 1) // 6), (width - 1, height * (k + 2) // 6), 1, 3)
+    Image.fromarray(label).save(workdir / "label.png")
+    (workdir / "list.lst").write_text(f"{path.resolve()}\t{(workdir / 'label.png').resolve()}\n")
+    cache_dir = workdir / "cache"
+
+    def dataset(cache: Path | None) -> ListDataset:
+        return ListDataset(
+            workdir, workdir / "list.lst", 2, 255, augment=True,
+            crop_size=tuple(cfg.TRAIN.IMAGE_SIZE), base_size=cfg.TRAIN.BASE_SIZE,
+            multi_scale=cfg.TRAIN.MULTI_SCALE, scale_factor=cfg.TRAIN.SCALE_FACTOR,
+            flip=cfg.TRAIN.FLIP, reduced_decode=cfg.DATASET.REDUCED_DECODE,
+            label_dilate=cfg.DATASET.LABEL_DILATE, cache_dir=cache,
+        )
+
+    def cold(ds: ListDataset):
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        cache_dir.mkdir()
+        return ds[0]
+
+    ways = {"sample, reduced decode": (dataset(None), lambda ds: ds[0]),
+            "sample, cache first epoch": (dataset(cache_dir), cold),
+            "sample, cache later epochs": (dataset(cache_dir), lambda ds: ds[0])}
+    rows, outputs = [], []
+    for name, (ds, fn) in ways.items():
+        memory.reset()
+        random.seed(seed + 1)
+        fn(ds)  # warm-up (and, for the later epochs, the entry)
+        random.seed(seed)
+        times, outs = [], []
+        for _ in range(samples):
+            start = time.perf_counter()
+            outs.append(fn(ds))
+            times.append(time.perf_counter() - start)
+        outputs.append(outs)
+        rows.append(_row(name, 1, times, memory.peak_mb(), photo=f"{width}x{height}",
+                         base_size=cfg.TRAIN.BASE_SIZE, crop=list(cfg.TRAIN.IMAGE_SIZE)))
+    for outs in outputs[1:]:
+        for (x0, y0, *_), (x1, y1, *_) in zip(outputs[0], outs):
+            if not (torch.equal(x0, x1) and torch.equal(y0, y1)):
+                raise AssertionError("cached samples differ from the uncached ones")
+    return rows, DecodeCache(cache_dir, {}).size_bytes()
 
 
 def photo_case(model: nn.Module, cfg, variant: Variant, image: torch.Tensor, scales: list[float],

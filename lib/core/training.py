@@ -168,6 +168,9 @@ def _datasets_and_loaders(cfg, info: DistInfo) -> tuple:
     loaders = {key: make_loader(cfg, sets[key], info, train=training)
                for key, (_, _, training) in splits.items()}
     loaders.setdefault("extra", None)
+    if cfg.DATASET.CACHE_DIR and info.is_main:
+        logger.info("decode cache: %s (each training photo decoded once, kept there; "
+                    "DATASET.CACHE_DIR)", cfg.DATASET.CACHE_DIR)
     if len(loaders["train"]) == 0:  # official: int(len / batch / world), with drop_last
         raise ValueError(
             f"{cfg.DATASET.TRAIN_SET}: {len(sets['train'])} samples give no full batch of "

@@ -58,4 +58,5 @@ def build_dataset(cfg: CfgNode, split: str) -> ListDataset:
         wire_augment=wire_augment_from_cfg(cfg) if augment else None,
         label_dilate=cfg.DATASET.LABEL_DILATE,
         dilate_classes=tuple(wire_classes(cfg)),
+        cache_dir=cfg.DATASET.CACHE_DIR or None,
     )

@@ -15,6 +15,7 @@ Evaluation samples are the whole image and label at full resolution.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from collections.abc import Sequence
@@ -25,7 +26,17 @@ import cv2
 import numpy as np
 import torch
 
-from lib.datasets.decode import DecodeError, decode_image, decode_label, image_size, read_bytes
+from lib.datasets.cache import DecodeCache, Decoded, label_window
+from lib.datasets.decode import (
+    DecodeError,
+    decode_image,
+    decode_label,
+    decode_reduced,
+    image_size,
+    is_jpeg,
+    read_bytes,
+    reduction,
+)
 from lib.datasets.decode import target_size as scaled_size
 from lib.datasets.lists import parse_line
 
@@ -90,12 +101,15 @@ class ListDataset(torch.utils.data.Dataset):
         wire_augment: WireAugment | None = None,
         label_dilate: int = 0,
         dilate_classes: tuple[int, ...] = (1,),
+        cache_dir: str | Path | None = None,
     ) -> None:
         """`root`: folder the list paths are relative to; `crop_size`: (width, height).
 
         `wire_augment` (training only): the opt-in TRAIN.AUG_* steps after the official crop;
         `label_dilate`: widen the labels of `dilate_classes` by this many pixels when they are
-        read (DATASET.LABEL_DILATE, for one-pixel-wide wire labels), in every split.
+        read (DATASET.LABEL_DILATE, for one-pixel-wide wire labels), in every split;
+        `cache_dir` (training only): keep each photo's decodes there (DATASET.CACHE_DIR,
+        `lib.datasets.cache`), the samples stay the same.
         """
         if self.expected_num_classes is not None and num_classes != self.expected_num_classes:
             raise DatasetError(
@@ -135,6 +149,7 @@ class ListDataset(torch.utils.data.Dataset):
         self.items, self.has_labels = self._read_list()
         if augment and not self.has_labels:
             raise DatasetError(f"{self.list_path}: a training list needs labels on every line")
+        self.cache = DecodeCache(cache_dir, self._cache_settings()) if cache_dir and augment else None
 
     # ---- construction -------------------------------------------------------------------
 
@@ -245,19 +260,14 @@ class ListDataset(torch.utils.data.Dataset):
 
     def load(self, item: dict) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, str]:
         """Read, check and transform one list item."""
+        if self.cache is not None:  # training with DATASET.CACHE_DIR: the same decodes, kept
+            decoded = self.cache.fetch(item["image"], item["label"], lambda: self._decode_all(item))
+            image, label = self._augment(decoded.width, decoded.height, decoded.label,
+                                         self._cached_source(decoded))
+            return self._training_item(image, label, decoded.height, decoded.width, item)
         data = read_bytes(item["image"])
         width, height = image_size(data, item["image"])
-        raw = None
-        if item["label"] is not None:
-            raw = decode_label(item["label"])
-            if raw.shape != (height, width):
-                raise DatasetError(
-                    f"label {item['label']} is {raw.shape[1]}x{raw.shape[0]} but image "
-                    f"{item['image']} is {width}x{height}"
-                )
-            self._check_values(raw, item["label"])
-            if self.label_dilate:
-                raw = self._dilate(raw)
+        raw = self._read_label(item, width, height)
         size = np.array([height, width])
         if not self.augment:
             image = decode_image(item["image"], data=data)
@@ -267,13 +277,73 @@ class ListDataset(torch.utils.data.Dataset):
                 else np.full((height, width), self.ignore_label, np.int64)
             )
             return normalise(image), torch.from_numpy(label), size, item["name"]
-        image, label = self._augment(item, data, width, height, raw)
+
+        def source(size: tuple[int, int] | None) -> np.ndarray:
+            return decode_image(item["image"], size, data=data, exact=False)
+
+        image, label = self._augment(width, height, raw, source)
+        return self._training_item(image, label, height, width, item)
+
+    @staticmethod
+    def _training_item(image, label, height, width, item):
         return (
             normalise(image),
             torch.from_numpy(np.ascontiguousarray(label, dtype=np.int64)),
-            size,
+            np.array([height, width]),
             item["name"],
         )
+
+    def _read_label(self, item: dict, width: int, height: int) -> np.ndarray | None:
+        """The item's label checked against the image size and the classes, dilated if asked."""
+        if item["label"] is None:
+            return None
+        raw = decode_label(item["label"])
+        if raw.shape != (height, width):
+            raise DatasetError(
+                f"label {item['label']} is {raw.shape[1]}x{raw.shape[0]} but image "
+                f"{item['image']} is {width}x{height}"
+            )
+        self._check_values(raw, item["label"])
+        return self._dilate(raw) if self.label_dilate else raw
+
+    # ---- decode-once cache (DATASET.CACHE_DIR) ----------------------------------------------
+
+    def _cache_settings(self) -> dict:
+        """Everything besides the files that decides what `_decode_all` returns."""
+        return {
+            "scales": self._scales(),
+            "reduced_decode": bool(self.reduced_decode),
+            "label_dilate": self.label_dilate,
+            "dilate_classes": list(self.dilate_classes),
+            "classes": hashlib.sha1(self._lut.tobytes() + self._allowed.tobytes()).hexdigest(),
+        }
+
+    def _scales(self) -> list[int] | None:
+        """The long sides the random scale can ask for (None: no scaling)."""
+        if not self.multi_scale:
+            return None
+        return sorted({int(self.base_size * (0.5 + i / 10.0) + 0.5) for i in range(self.scale_factor + 1)})
+
+    def _decode_all(self, item: dict) -> Decoded:
+        """Every decode the augmentation can ask of this item: one per libjpeg reduction."""
+        data = read_bytes(item["image"])
+        width, height = image_size(data, item["image"])
+        raw = self._read_label(item, width, height)
+        jpeg = is_jpeg(data)
+        sizes = [scaled_size(width, height, s) for s in self._scales() or [max(width, height)]]
+        levels = {reduction(width, height, s, jpeg) for s in sizes} if self.reduced_decode else {1}
+        images = {k: decode_reduced(item["image"], data, k) for k in sorted(levels)}
+        for image in images.values():  # what the uncached path checks in _scaled_crop
+            if image.shape[0] < 1 or image.shape[1] < 1:
+                raise DecodeError(f"{item['image']}: empty image")
+        return Decoded(width, height, images, raw, jpeg)
+
+    @staticmethod
+    def _cached_source(decoded: Decoded):
+        def source(size: tuple[int, int] | None) -> np.ndarray:
+            return decoded.images[reduction(decoded.width, decoded.height, size, decoded.jpeg)]
+
+        return source
 
     def _check_values(self, raw: np.ndarray, path: Path) -> None:
         if raw.dtype == np.uint8:
@@ -311,17 +381,20 @@ class ListDataset(torch.utils.data.Dataset):
             out[grown] = values[0]
         return out
 
-    def _augment(self, item: dict, data: np.ndarray, width: int, height: int, raw: np.ndarray):
-        """The official gen_sample on a decoded-once image: scale, pad+crop, brightness, flip."""
+    def _augment(self, width: int, height: int, raw, source):
+        """The official gen_sample on a decoded-once image: scale, pad+crop, brightness, flip.
+
+        `source(size)`: the image decoded for `size` (None: full size), at least that large.
+        """
         if self.multi_scale:
             rand_scale = 0.5 + random.randint(0, self.scale_factor) / 10.0
             size = scaled_size(width, height, int(self.base_size * rand_scale + 0.5))
         else:
             size = (width, height)
         if self.reduced_decode:
-            image, label = self._scaled_crop(item, data, width, height, raw, size)
+            image, label = self._scaled_crop(source(size), width, height, raw, size)
         else:  # the official order: resize the whole image and label, then pad and crop
-            image = decode_image(item["image"], data=data)
+            image, raw = np.array(source(None)), np.asarray(raw)  # (a cached one is read-only)
             if size != (width, height):
                 image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
                 nearest = cv2.INTER_NEAREST_EXACT if self.label_offset else cv2.INTER_NEAREST
@@ -347,16 +420,15 @@ class ListDataset(torch.utils.data.Dataset):
 
     def _scaled_crop(
         self,
-        item: dict,
-        data: np.ndarray,
+        image: np.ndarray,
         width: int,
         height: int,
-        raw: np.ndarray,
+        raw,
         size: tuple[int, int],
     ) -> tuple[np.ndarray, np.ndarray]:
         """Scale to `size`, pad and crop, computing only the crop window (same random draws).
 
-        The image is decoded at reduced resolution when `size` allows and only the window is
+        `image` is the photo decoded at reduced resolution when `size` allows; only the window is
         resampled, with cv2.resize's bilinear pixel-centre mapping; the label window uses the
         nearest mapping of the full-image path (DATASET.LABEL_RESAMPLING), so labels are equal.
         """
@@ -364,7 +436,6 @@ class ListDataset(torch.utils.data.Dataset):
         x = random.randint(0, max(tw, self.crop_w) - self.crop_w)
         y = random.randint(0, max(th, self.crop_h) - self.crop_h)
         vw, vh = min(self.crop_w, tw - x), min(self.crop_h, th - y)  # the part that is not padding
-        image = decode_image(item["image"], size, data=data, exact=False)
         sx, sy = image.shape[1] / tw, image.shape[0] / th
         matrix = np.array([[sx, 0.0, (x + 0.5) * sx - 0.5], [0.0, sy, (y + 0.5) * sy - 0.5]])
         window = cv2.warpAffine(
@@ -381,7 +452,7 @@ class ListDataset(torch.utils.data.Dataset):
         ys = np.minimum(
             np.floor((np.arange(y, y + vh) + c) * (1.0 / (th / height))).astype(np.intp), height - 1
         )
-        label = self._map(raw[np.ix_(ys, xs)])
+        label = self._map(label_window(raw, ys, xs))
         if (vh, vw) == (self.crop_h, self.crop_w):
             return window, label
         out_image = np.zeros((self.crop_h, self.crop_w, 3), np.uint8)

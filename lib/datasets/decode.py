@@ -17,7 +17,17 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["DecodeError", "read_bytes", "image_size", "decode_image", "decode_label", "target_size"]
+__all__ = [
+    "DecodeError",
+    "read_bytes",
+    "image_size",
+    "is_jpeg",
+    "reduction",
+    "decode_image",
+    "decode_reduced",
+    "decode_label",
+    "target_size",
+]
 
 _REDUCED = {1: cv2.IMREAD_COLOR_RGB}
 for _k, _flag in (
@@ -75,6 +85,19 @@ def _reduction(src_long: int, dst_long: int) -> int:
     return 1
 
 
+def is_jpeg(data: np.ndarray) -> bool:
+    """Whether the encoded bytes are a JPEG (the only format with reduced-size decoding)."""
+    return data[:2].tobytes() == b"\xff\xd8"
+
+
+def reduction(width: int, height: int, size: tuple[int, int] | None, jpeg: bool) -> int:
+    """The libjpeg scale denominator (1, 2, 4 or 8) `decode_image` uses for a `width` x `height`
+    file decoded for `size` (None: full size)."""
+    if size is None or not jpeg:
+        return 1
+    return _reduction(max(width, height), max(size))
+
+
 def decode_image(
     path: str | Path,
     size: tuple[int, int] | None = None,
@@ -90,14 +113,19 @@ def decode_image(
     if data is None:
         data = read_bytes(path)
     k = 1
-    if size is not None and data[:2].tobytes() == b"\xff\xd8":  # JPEG: DCT scaling available
-        src_w, src_h = image_size(data, path)
-        k = _reduction(max(src_w, src_h), max(size))
+    if size is not None and is_jpeg(data):  # JPEG: DCT scaling available
+        k = reduction(*image_size(data, path), size, jpeg=True)
+    image = decode_reduced(path, data, k)
+    if exact and size is not None and (image.shape[1], image.shape[0]) != tuple(size):
+        image = cv2.resize(image, tuple(size), interpolation=cv2.INTER_LINEAR)
+    return image
+
+
+def decode_reduced(path: str | Path, data: np.ndarray, k: int) -> np.ndarray:
+    """Decode to RGB uint8 at 1/`k` of the size (k > 1: JPEG DCT scaling; rounded up by libjpeg)."""
     image = cv2.imdecode(data, _REDUCED[k])
     if image is None:
         raise DecodeError(f"{path}: not a readable image (OpenCV could not decode it)")
-    if exact and size is not None and (image.shape[1], image.shape[0]) != tuple(size):
-        image = cv2.resize(image, tuple(size), interpolation=cv2.INTER_LINEAR)
     return image
 
 

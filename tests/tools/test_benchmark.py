@@ -49,8 +49,13 @@ def test_train_rows(tmp_path):
 
 def test_data_rows_decode_a_generated_photo(tmp_path):
     result = _run(tmp_path, "--what", "data", "--photo-size", "300x500", "--samples", "2",
-                  "TRAIN.BASE_SIZE", "256")
-    assert [r["variant"] for r in result["rows"]] == ["seed decode", "decode once", "reduced decode"]
+                  "TRAIN.BASE_SIZE", "256", "TRAIN.IMAGE_SIZE", "[128, 96]")
+    assert [r["variant"] for r in result["rows"]] == [
+        "seed decode", "decode once", "reduced decode", "sample, reduced decode",
+        "sample, cache first epoch", "sample, cache later epochs"]
+    # the photo (500 wide, drawn at 128..538) cached at full size and 1/2, the label packed
+    arrays = 500 * 300 * 3 + 250 * 150 * 3 + 300 * 500 // 8 + 300  # (rows padded to bytes)
+    assert arrays < result["cache_bytes_per_photo"] < arrays + 2000  # + npy headers, meta
 
 
 def test_photo_row(tmp_path):
