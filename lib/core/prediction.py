@@ -330,7 +330,7 @@ def predict_photos(
     mine = list(range(rank, len(photos), world))
     summaries: dict[int, dict] = {}
     # one bar for the campaign on rank 0: its own photos times the number of processes (the
-    # ranks take turns, so they progress alike)
+    # ranks take turns, so they progress alike), with photos per minute and the time left
     bar = tqdm(total=len(photos), desc="predict", unit="photo", disable=None if rank == 0 else True)
     for index in mine:
         photo, rel = photos[index]
@@ -363,6 +363,8 @@ def predict_photos(
             logger.warning("skipped: %s", err)
             report.skipped.append(str(err))
         bar.update(min(world, len(photos) - bar.n))
+        done = world * (len(report.predicted) + len(report.skipped))  # this run's, all ranks
+        bar.set_postfix_str(f"{60 * done / max(time.perf_counter() - start, 1e-9):.1f} photos/min")
     bar.close()
     if device.type == "cuda" and report.predicted:
         report.peak_gpu_mb = max(first_peak, torch.cuda.max_memory_allocated(device)) / 2**20

@@ -272,3 +272,34 @@ def test_torchrun_two_processes_predict_like_one(weights, tmp_path):
                             "--output", str(tmp_path / "two")],
                            env=env, capture_output=True, text=True, timeout=300)
     assert "predicted 0, already done 5, skipped 1" in again.stdout  # each process resumes
+
+
+def test_progress_bar_counts_the_campaign_with_photos_per_minute(weights, tmp_path, monkeypatch):
+    """One bar over all photos; resumed photos count as done, not in photos per minute."""
+    bars = []
+
+    class Bar:
+        def __init__(self, total, **kwargs):
+            self.total, self.n, self.postfix = total, 0, []
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def set_postfix_str(self, text):
+            self.postfix.append(text)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(prediction, "tqdm", Bar)
+    rng = np.random.default_rng(2)
+    photos = tmp_path / "photos"
+    for name in ("a", "b", "c"):
+        _write_rgb(photos / f"{name}.jpg", make_image(rng, 160, 96)[0])
+    opts = ["TEST.TILE_SIZE", "[256, 256]", "TEST.TILE_SCALE", "1.0"]
+    assert _run(weights, [photos / "a.jpg"], tmp_path / "out", opts=opts) == 0
+    assert _run(weights, [photos], tmp_path / "out", opts=opts) == 0  # a.jpg resumed
+    bar = bars[-1]
+    assert (bar.total, bar.n, len(bar.postfix)) == (3, 3, 2)  # the rate after each prediction
+    assert all(t.endswith(" photos/min") and float(t.split()[0]) > 0 for t in bar.postfix)
