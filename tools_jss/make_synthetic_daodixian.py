@@ -25,10 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=540, help="image height (default 540)")
     parser.add_argument(
         "--style",
-        choices=["demo", "real"],
+        choices=["demo", "real", "aerial"],
         default="demo",
         help="demo: wide visible wires (the demo); real: thin, low-contrast, occluded wires "
-        "among hard negatives, as in real inspection photos",
+        "among hard negatives; aerial: 1.5-5 px sunlit or dark wires over ground with fine "
+        "natural texture (canopy, scrub with twigs, fields) and hard negatives",
     )
     args = parser.parse_args(argv)
     if args.num < 1 or args.width < 64 or args.height < 64:

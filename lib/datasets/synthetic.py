@@ -12,6 +12,14 @@ hold instead: 1-4 px wires (up to 8 for close-ups) in bundles whose spacing narr
 perspective, low contrast (8-60 grey levels, darker or brighter), cut where foliage hides them,
 a blurred image; and thin things that are not wires (road markings, kerbs, fences, branches,
 roof edges, shadows of the wires).
+
+`style="aerial"` (opt-in) is the one that teaches real wires best (docs/real_photos.md): ground
+with fine natural texture everywhere (multi-octave brightness over the fields, forest canopy of
+lit and shaded crowns, or scrub with hundreds of short twigs), in a third of the photos sky or
+calm water above a wavy horizon or filling the frame; 1-3 spans of 1-4 parallel wires 1.5-5 px
+wide with perspective, dark against sky and bright ground, sunlit against dark ground, now and
+then cut by foliage or with their shadow on the ground; the hard negatives of the "real" style;
+a slight blur and sensor noise.
 """
 
 from __future__ import annotations
@@ -310,7 +318,110 @@ def make_real_image(
     return image, polygons
 
 
-STYLES = {"demo": make_image, "real": make_real_image}
+def _natural_ground(rng: np.random.Generator, width: int, height: int, scale: float) -> np.ndarray:
+    """Float32 RGB ground with fine natural texture everywhere: multi-octave brightness over the
+    fields, then forest canopy (crowns, each lit on one side with its shadow on the other) or
+    scrub (bushes and hundreds of short twigs, thin lines that are not wires), or bare fields."""
+    image = background(rng, width, height).astype(np.float32)
+    texture = np.zeros((height, width), np.float32)
+    for cells, amp in ((3, 1.0), (9, 0.6), (27, 0.45), (81, 0.35), (200, 0.3), (500, 0.3)):
+        grid = rng.normal(0, 1, (max(2, cells * height // width + 1), cells + 1)).astype(np.float32)
+        texture += amp * cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
+    image *= 1 + rng.uniform(0.1, 0.25) * texture[..., None]
+    kind = rng.random()
+    light = rng.uniform(0, 2 * np.pi)  # where the sun comes from
+    lx, ly = np.cos(light), np.sin(light)
+    if kind < 0.5:  # forest canopy
+        n = int(rng.uniform(0.006, 0.03) * width * height / scale**2)
+        green = np.array([rng.uniform(40, 90), rng.uniform(70, 130), rng.uniform(30, 70)])
+        for _ in range(n):
+            r = rng.uniform(2.5, 9) * scale
+            c = np.array([rng.uniform(0, width), rng.uniform(0, height)])
+            tone = green * rng.uniform(0.6, 1.3) + rng.normal(0, 8, 3)
+            cv2.circle(image, tuple((c - 0.35 * r * np.array([lx, ly])).astype(int)), int(r),
+                       tuple(float(v) for v in 0.35 * tone), -1, cv2.LINE_AA)  # shadow side
+            cv2.circle(image, tuple(c.astype(int)), max(1, int(0.8 * r)),
+                       tuple(float(v) for v in tone), -1, cv2.LINE_AA)
+            cv2.circle(image, tuple((c + 0.3 * r * np.array([lx, ly])).astype(int)),
+                       max(1, int(0.35 * r)), tuple(float(v) for v in np.minimum(1.35 * tone, 255)),
+                       -1, cv2.LINE_AA)  # lit side
+    elif kind < 0.8:  # scrub: bushes and twigs
+        for _ in range(int(rng.integers(40, 200))):
+            c = (int(rng.uniform(0, width)), int(rng.uniform(0, height)))
+            tone = (rng.uniform(30, 90), rng.uniform(50, 110), rng.uniform(25, 60))
+            cv2.circle(image, c, int(rng.uniform(3, 14) * scale), tone, -1, cv2.LINE_AA)
+        for _ in range(int(rng.integers(100, 600))):
+            a = np.array([rng.uniform(0, width), rng.uniform(0, height)])
+            heading = rng.uniform(0, 2 * np.pi)
+            length = rng.uniform(4, 30) * scale
+            b = a + length * np.array([np.cos(heading), np.sin(heading)])
+            grey = rng.uniform(15, 70) if rng.random() < 0.7 else rng.uniform(150, 230)
+            cv2.line(image, tuple(a.astype(int)), tuple(b.astype(int)),
+                     tuple(float(grey + d) for d in rng.normal(0, 6, 3)), 1, cv2.LINE_AA)
+    if rng.random() < 0.3:  # sky or calm water, above a horizon or filling the photo
+        overcast = rng.random() < 0.4
+        top = (np.full(3, rng.uniform(170, 235)) if overcast else
+               np.array([rng.uniform(90, 170), rng.uniform(140, 205), rng.uniform(190, 250)]))
+        bottom = top * rng.uniform(0.85, 1.1) + rng.normal(0, 10, 3)
+        t = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+        sky = top * (1 - t) + bottom * t
+        clouds = cv2.resize(rng.normal(0, 1, (4, 6)).astype(np.float32), (width, height),
+                            interpolation=cv2.INTER_CUBIC)
+        sky = sky + rng.uniform(0, 35) * np.clip(clouds, 0, None)[..., None]
+        if rng.random() < 0.6:  # a horizon: hills or trees below the sky
+            wave = cv2.resize(rng.normal(0, 1, (1, 8)).astype(np.float32), (width, 1),
+                              interpolation=cv2.INTER_CUBIC)[0]
+            line = rng.uniform(0.3, 0.9) * height + rng.uniform(3, 25) * scale * wave
+            below = np.arange(height)[:, None] >= line[None, :]
+            image = np.where(below[..., None], image, sky)
+        else:
+            image = sky
+    return np.clip(image, 0, 255)
+
+
+def make_aerial_image(
+    rng: np.random.Generator, width: int = 960, height: int = 540
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One photo in the "aerial" style (see the module doc) and its wire polygons in pixels."""
+    scale = min(width, height) / 360.0  # sizes as in 540x360 inspection photos
+    image = _natural_ground(rng, width, height, scale)
+    _hard_negatives(rng, image, scale)
+    clean = image.copy()
+    polygons = []
+    for _ in range(rng.integers(1, 4)):
+        p0, p1, sag, offset = _span(rng, width, height, 0.05)
+        near, far = rng.uniform(5, 30) * scale, rng.uniform(0.3, 1.0)  # perspective: spacing shrinks
+        mid = ((p0 + p1) / 2).astype(int)
+        local = float(clean[np.clip(mid[1], 0, height - 1), np.clip(mid[0], 0, width - 1)].mean())
+        # sunlit metal or a dark wire: dark against sky and bright ground, bright against dark
+        bright = local < 70 or (local < 150 and rng.random() < 0.6)
+        shadow = rng.random() < 0.3
+        width_px = rng.uniform(1.5, 5) * scale
+        for k in range(int(rng.integers(1, 5))):
+            centre = catenary(p0 + k * near * offset, p1 + k * near * far * offset, sag, n=96)
+            grey = rng.uniform(170, 250) if bright else rng.uniform(15, 90)
+            col = tuple(float(np.clip(grey + d, 0, 255)) for d in rng.normal(0, 6, 3))
+            if shadow:  # the wire's shadow on the ground: darker, offset, not a wire
+                s_centre = centre + np.array([rng.uniform(15, 40), rng.uniform(15, 40)]) * scale
+                mid = s_centre[48].astype(int)
+                under = clean[np.clip(mid[1], 0, height - 1), np.clip(mid[0], 0, width - 1)]
+                draw_wire(image, wire_polygon(s_centre, width_px), tuple(0.7 * under.astype(float)))
+            cuts = []
+            if rng.random() < 0.3:  # foliage or the frame hides a stretch
+                cuts = sorted(rng.choice(np.arange(8, 88), size=2, replace=False))
+            bounds = [0, *cuts, 96]
+            for a, b in zip(bounds[::2], bounds[1::2]):
+                if b - a < 3:
+                    continue
+                polygon = wire_polygon(centre[a:b], width_px)
+                draw_wire(image, polygon, col)
+                polygons.append(polygon)
+    image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.4, 1.0))
+    noise = rng.normal(0, rng.uniform(2, 6), image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8), polygons
+
+
+STYLES = {"demo": make_image, "real": make_real_image, "aerial": make_aerial_image}
 
 
 def generate(

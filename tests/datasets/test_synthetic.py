@@ -12,7 +12,7 @@ from lib.config import get_config
 from lib.datasets import build_dataset
 from lib.datasets.conversion import ConvertOptions, convert
 from lib.datasets.decode import decode_image, decode_label
-from lib.datasets.synthetic import generate, make_image, make_real_image
+from lib.datasets.synthetic import generate, make_aerial_image, make_image, make_real_image
 
 
 def test_generator_is_deterministic_from_the_seed():
@@ -107,3 +107,31 @@ def test_real_style_is_thin_low_contrast_and_keeps_the_conventions(tmp_path):
     assert contrast[label == 1].mean() > contrast[label == 0].mean()
     with np.testing.assert_raises(ValueError):
         generate(tmp_path / "x", num=1, style="photo")
+
+
+def test_aerial_style_is_deterministic_textured_and_keeps_the_conventions(tmp_path):
+    a, polys = make_aerial_image(np.random.default_rng([5, 1]), 540, 360)
+    b, _ = make_aerial_image(np.random.default_rng([5, 1]), 540, 360)
+    assert np.array_equal(a, b) and len(polys) >= 1
+    json_path = generate(tmp_path / "raw", num=12, seed=4, width=540, height=360, style="aerial")
+    root = tmp_path / "data"
+    convert([json_path], ConvertOptions(images=tmp_path / "raw" / "images",
+                                        out=root / "daodixian_seg",
+                                        list_dir=root / "list" / "daodixian_seg"))
+    images = [decode_image(p).astype(float) for p in sorted((root / "daodixian_seg").rglob("*.jpg"))]
+    labels = [decode_label(p) for p in sorted((root / "daodixian_seg").rglob("*.png"))]
+    assert 0.002 < np.mean([lab.mean() for lab in labels]) < 0.06  # 1.5-5 px wires
+    # labelled pixels sit on the drawn wires: a 15-px median erases thin lines, so they stand
+    # out from it; the same labels moved by 2 px down or up stand out less
+    def on_wires(shift):
+        ratios = []
+        for image, label in zip(images, labels):
+            grey = image.mean(-1)
+            lines = np.abs(grey - cv2.medianBlur(grey.astype(np.uint8), 15))
+            ratios.append(lines[np.roll(label, shift, axis=0) == 1].mean() / lines.mean())
+        return np.median(ratios)
+
+    assert on_wires(0) > 2.0 and on_wires(0) > on_wires(2) and on_wires(0) > on_wires(-2)
+    # fine texture away from the wires in most photos (canopy, scrub, fields); sky is smooth
+    grain = [np.abs(img - cv2.GaussianBlur(img, (0, 0), 2)).mean() for img in images]
+    assert np.median(grain) > 2.0
