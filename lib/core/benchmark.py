@@ -40,7 +40,6 @@ from lib.core.criterion import build_criterion
 from lib.core.export import OnnxRuntimeModel, export_onnx, quantize_int8
 from lib.core.inference import multi_scale_inference
 from lib.datasets.base import ListDataset
-from lib.datasets.cache import DecodeCache
 from lib.datasets.decode import decode_image, image_size, read_bytes, target_size
 from lib.models.bn_folding import fold_batchnorm
 from lib.utils.amp import AMP_NAMES, autocast, autocast_dtype, bf16_supported, grad_scaler
@@ -478,7 +477,7 @@ def bench_samples(path: Path, cfg, samples: int, memory: PeakMemory, workdir: Pa
         for (x0, y0, *_), (x1, y1, *_) in zip(outputs[0], outs):
             if not (torch.equal(x0, x1) and torch.equal(y0, y1)):
                 raise AssertionError("cached samples differ from the uncached ones")
-    return rows, DecodeCache(cache_dir, {}).size_bytes()
+    return rows, ways["sample, cache later epochs"][0].cache.size_bytes()
 
 
 def photo_case(model: nn.Module, cfg, variant: Variant, image: torch.Tensor, scales: list[float],

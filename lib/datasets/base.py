@@ -262,36 +262,39 @@ class ListDataset(torch.utils.data.Dataset):
         """Read, check and transform one list item."""
         if self.cache is not None:  # training with DATASET.CACHE_DIR: the same decodes, kept
             decoded = self.cache.fetch(item["image"], item["label"], lambda: self._decode_all(item))
-            image, label = self._augment(decoded.width, decoded.height, decoded.label,
-                                         self._cached_source(decoded))
-            return self._training_item(image, label, decoded.height, decoded.width, item)
-        data = read_bytes(item["image"])
-        width, height = image_size(data, item["image"])
-        raw = self._read_label(item, width, height)
-        size = np.array([height, width])
-        if not self.augment:
-            image = decode_image(item["image"], data=data)
-            label = (
-                self._map(raw)
-                if raw is not None
-                else np.full((height, width), self.ignore_label, np.int64)
-            )
-            return normalise(image), torch.from_numpy(label), size, item["name"]
-
-        def source(size: tuple[int, int] | None) -> np.ndarray:
-            return decode_image(item["image"], size, data=data, exact=False)
-
+            width, height, raw = decoded.width, decoded.height, decoded.label
+            source = self._source(width, height, decoded.jpeg, decoded.images.__getitem__)
+        else:
+            data, width, height, raw = self._open(item)
+            if not self.augment:
+                image = decode_image(item["image"], data=data)
+                label = (
+                    self._map(raw)
+                    if raw is not None
+                    else np.full((height, width), self.ignore_label, np.int64)
+                )
+                return normalise(image), torch.from_numpy(label), np.array([height, width]), item["name"]
+            source = self._source(width, height, is_jpeg(data),
+                                  lambda k: decode_reduced(item["image"], data, k))
         image, label = self._augment(width, height, raw, source)
-        return self._training_item(image, label, height, width, item)
-
-    @staticmethod
-    def _training_item(image, label, height, width, item):
         return (
             normalise(image),
             torch.from_numpy(np.ascontiguousarray(label, dtype=np.int64)),
             np.array([height, width]),
             item["name"],
         )
+
+    def _open(self, item: dict) -> tuple[np.ndarray, int, int, np.ndarray | None]:
+        """(the photo's bytes, its width and height, its label checked and dilated, or None)."""
+        data = read_bytes(item["image"])
+        width, height = image_size(data, item["image"])
+        return data, width, height, self._read_label(item, width, height)
+
+    @staticmethod
+    def _source(width: int, height: int, jpeg: bool, at):
+        """`source(size)` for `_augment`: `at(k)`, the decode at the libjpeg reduction k that
+        `decode_image` would use for `size` (None: the full size)."""
+        return lambda size: at(reduction(width, height, size, jpeg))
 
     def _read_label(self, item: dict, width: int, height: int) -> np.ndarray | None:
         """The item's label checked against the image size and the classes, dilated if asked."""
@@ -326,24 +329,12 @@ class ListDataset(torch.utils.data.Dataset):
 
     def _decode_all(self, item: dict) -> Decoded:
         """Every decode the augmentation can ask of this item: one per libjpeg reduction."""
-        data = read_bytes(item["image"])
-        width, height = image_size(data, item["image"])
-        raw = self._read_label(item, width, height)
+        data, width, height, raw = self._open(item)
         jpeg = is_jpeg(data)
         sizes = [scaled_size(width, height, s) for s in self._scales() or [max(width, height)]]
         levels = {reduction(width, height, s, jpeg) for s in sizes} if self.reduced_decode else {1}
         images = {k: decode_reduced(item["image"], data, k) for k in sorted(levels)}
-        for image in images.values():  # what the uncached path checks in _scaled_crop
-            if image.shape[0] < 1 or image.shape[1] < 1:
-                raise DecodeError(f"{item['image']}: empty image")
         return Decoded(width, height, images, raw, jpeg)
-
-    @staticmethod
-    def _cached_source(decoded: Decoded):
-        def source(size: tuple[int, int] | None) -> np.ndarray:
-            return decoded.images[reduction(decoded.width, decoded.height, size, decoded.jpeg)]
-
-        return source
 
     def _check_values(self, raw: np.ndarray, path: Path) -> None:
         if raw.dtype == np.uint8:

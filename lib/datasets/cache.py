@@ -16,9 +16,8 @@ with the settings its content depends on (the scale keys, the label mapping and 
 format's version), one of the files' sizes and modification times. Experiments with different
 settings keep separate entries in a shared folder; when a photo or label changes, its entry is
 no longer found and is deleted once its replacement is written. Delete the folder to reclaim
-the space of settings no longer used. Entries are written into a
-temporary folder private to the writing process and renamed into place in one step, so several
-DataLoader workers and torchrun processes (also on a shared network disk) never write the same
+the space of settings no longer used. Entries are written into a temporary folder private to
+the writing process and renamed into place in one step, so several DataLoader workers and torchrun processes (also on a shared network disk) never write the same
 file and never read a half-written entry; whoever renames first wins, the others discard theirs.
 A cache that cannot be written (full disk, read-only) is reported once and training goes on
 without it; an unreadable entry is reported, deleted and rebuilt.
@@ -93,11 +92,12 @@ def _digest(value: object) -> str:
     return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _identity(path: Path | None) -> list | None:
+def _version(path: Path | None) -> list | None:
+    """(size, modification time) of a file: what changes when the file is replaced."""
     if path is None:
         return None
     st = path.stat()
-    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+    return [st.st_size, st.st_mtime_ns]
 
 
 class DecodeCache:
@@ -123,7 +123,7 @@ class DecodeCache:
         """(name of the entry for these files now, the prefix every version of it shares)."""
         where = _digest([str(image.resolve()), str(label.resolve()) if label else None,
                          self.settings])
-        what = _digest([_identity(image), _identity(label)])
+        what = _digest([_version(image), _version(label)])
         prefix = f"{image.stem[:40]}-{where}-"
         return prefix + what, prefix
 

@@ -271,6 +271,30 @@ def _hard_negatives(rng: np.random.Generator, image: np.ndarray, scale: float) -
         _tower(rng, image)
 
 
+def _draw_shadow(rng: np.random.Generator, image: np.ndarray, clean: np.ndarray,
+                 centre: np.ndarray, width_px: float, scale: float, darkness: float) -> None:
+    """The shadow of the wire along `centre` on the ground (not a wire, never labelled): offset
+    down-right, `darkness` times the wire-free ground `clean` under its middle."""
+    height, width = image.shape[:2]
+    s_centre = centre + np.array([rng.uniform(15, 40), rng.uniform(15, 40)]) * scale
+    x, y = (int(v) for v in s_centre[len(s_centre) // 2])
+    under = clean[np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)].astype(float)
+    draw_wire(image, wire_polygon(s_centre, width_px), tuple(darkness * under))
+
+
+def _draw_stretches(image: np.ndarray, centre: np.ndarray, cuts: list, width_px: float,
+                    colour: tuple) -> list[np.ndarray]:
+    """Draw the wire along `centre` except between the pairs of `cuts` (indices into it, where
+    something hides it); every visible stretch of 3 points or more is one polygon, returned."""
+    bounds = [0, *cuts, len(centre)]
+    polygons = []
+    for a, b in zip(bounds[::2], bounds[1::2]):
+        if b - a >= 3:
+            polygons.append(wire_polygon(centre[a:b], width_px))
+            draw_wire(image, polygons[-1], colour)
+    return polygons
+
+
 def make_real_image(
     rng: np.random.Generator, width: int = 960, height: int = 540
 ) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -298,20 +322,11 @@ def make_real_image(
             width_px = (rng.uniform(3, 8) if close_up else rng.uniform(1, 4)) * scale
             value = contrasting_grey(grey, centre, rng.uniform(8, 60), rng.random, 120)
             col = tuple(float(np.clip(value + d, 0, 255)) for d in rng.normal(0, 5, 3))
-            if shadow:  # the wire's shadow on the ground: darker, offset, not a wire
-                s_centre = centre + np.array([rng.uniform(15, 40), rng.uniform(15, 40)]) * scale
-                draw_wire(image, wire_polygon(s_centre, width_px), tuple(0.75 * v for v in
-                          clean[np.clip(int(s_centre[48, 1]), 0, height - 1),
-                                np.clip(int(s_centre[48, 0]), 0, width - 1)].tolist()))
+            if shadow:
+                _draw_shadow(rng, image, clean, centre, width_px, scale, 0.75)
             # occlusion: foliage hides some stretches; each visible stretch is its own polygon
             cuts = sorted(rng.choice(np.arange(8, 88), size=2 * int(rng.integers(0, 3)), replace=False))
-            bounds = [0, *cuts, 96]
-            for a, b in zip(bounds[::2], bounds[1::2]):
-                if b - a < 3:
-                    continue
-                polygon = wire_polygon(centre[a:b], width_px)
-                draw_wire(image, polygon, col)
-                polygons.append(polygon)
+            polygons += _draw_stretches(image, centre, cuts, width_px, col)
     image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, 1.2))
     noise = rng.normal(0, rng.uniform(1, 5), image.shape)
     image = np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
@@ -401,21 +416,12 @@ def make_aerial_image(
             centre = catenary(p0 + k * near * offset, p1 + k * near * far * offset, sag, n=96)
             grey = rng.uniform(170, 250) if bright else rng.uniform(15, 90)
             col = tuple(float(np.clip(grey + d, 0, 255)) for d in rng.normal(0, 6, 3))
-            if shadow:  # the wire's shadow on the ground: darker, offset, not a wire
-                s_centre = centre + np.array([rng.uniform(15, 40), rng.uniform(15, 40)]) * scale
-                mid = s_centre[48].astype(int)
-                under = clean[np.clip(mid[1], 0, height - 1), np.clip(mid[0], 0, width - 1)]
-                draw_wire(image, wire_polygon(s_centre, width_px), tuple(0.7 * under.astype(float)))
+            if shadow:
+                _draw_shadow(rng, image, clean, centre, width_px, scale, 0.7)
             cuts = []
             if rng.random() < 0.3:  # foliage or the frame hides a stretch
                 cuts = sorted(rng.choice(np.arange(8, 88), size=2, replace=False))
-            bounds = [0, *cuts, 96]
-            for a, b in zip(bounds[::2], bounds[1::2]):
-                if b - a < 3:
-                    continue
-                polygon = wire_polygon(centre[a:b], width_px)
-                draw_wire(image, polygon, col)
-                polygons.append(polygon)
+            polygons += _draw_stretches(image, centre, cuts, width_px, col)
     image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.4, 1.0))
     noise = rng.normal(0, rng.uniform(2, 6), image.shape)
     return np.clip(image + noise, 0, 255).astype(np.uint8), polygons

@@ -87,22 +87,28 @@ def test_generator_converter_dataset_batch_round_trip(tmp_path):
     )
 
 
-def test_real_style_is_thin_low_contrast_and_keeps_the_conventions(tmp_path):
-
-    a, polys = make_real_image(np.random.default_rng([3, 0]), 540, 360)
-    b, _ = make_real_image(np.random.default_rng([3, 0]), 540, 360)
+def _generated_pairs(tmp_path, style: str, seed: int, make) -> tuple[list, list]:
+    """12 photos of `style` through the platform JSON and the converter: (images as float
+    arrays, label arrays), sorted alike; first checks that `make` is deterministic."""
+    a, polys = make(np.random.default_rng([seed, 0]), 540, 360)
+    b, _ = make(np.random.default_rng([seed, 0]), 540, 360)
     assert np.array_equal(a, b) and len(polys) >= 1
-    json_path = generate(tmp_path / "raw", num=12, seed=2, width=540, height=360, style="real")
+    json_path = generate(tmp_path / "raw", num=12, seed=seed, width=540, height=360, style=style)
     root = tmp_path / "data"
     convert([json_path], ConvertOptions(images=tmp_path / "raw" / "images",
                                         out=root / "daodixian_seg",
                                         list_dir=root / "list" / "daodixian_seg"))
+    images = [decode_image(p).astype(float) for p in sorted((root / "daodixian_seg").rglob("*.jpg"))]
     labels = [decode_label(p) for p in sorted((root / "daodixian_seg").rglob("*.png"))]
+    return images, labels
+
+
+def test_real_style_is_thin_low_contrast_and_keeps_the_conventions(tmp_path):
+    images, labels = _generated_pairs(tmp_path, "real", 2, make_real_image)
     fraction = np.mean([lab.mean() for lab in labels])
     assert 0.001 < fraction < 0.03  # thin wires: far fewer wire pixels than the demo style
     # every labelled wire pixel still sits on a drawn wire: the label follows the image
-    image = decode_image(sorted((root / "daodixian_seg").rglob("*.jpg"))[0]).astype(float)
-    label = decode_label(sorted((root / "daodixian_seg").rglob("*.png"))[0])
+    image, label = images[0], labels[0]
     contrast = np.abs(image - cv2.blur(image, (9, 9))).mean(-1)
     assert contrast[label == 1].mean() > contrast[label == 0].mean()
     with np.testing.assert_raises(ValueError):
@@ -110,16 +116,7 @@ def test_real_style_is_thin_low_contrast_and_keeps_the_conventions(tmp_path):
 
 
 def test_aerial_style_is_deterministic_textured_and_keeps_the_conventions(tmp_path):
-    a, polys = make_aerial_image(np.random.default_rng([5, 1]), 540, 360)
-    b, _ = make_aerial_image(np.random.default_rng([5, 1]), 540, 360)
-    assert np.array_equal(a, b) and len(polys) >= 1
-    json_path = generate(tmp_path / "raw", num=12, seed=4, width=540, height=360, style="aerial")
-    root = tmp_path / "data"
-    convert([json_path], ConvertOptions(images=tmp_path / "raw" / "images",
-                                        out=root / "daodixian_seg",
-                                        list_dir=root / "list" / "daodixian_seg"))
-    images = [decode_image(p).astype(float) for p in sorted((root / "daodixian_seg").rglob("*.jpg"))]
-    labels = [decode_label(p) for p in sorted((root / "daodixian_seg").rglob("*.png"))]
+    images, labels = _generated_pairs(tmp_path, "aerial", 4, make_aerial_image)
     assert 0.002 < np.mean([lab.mean() for lab in labels]) < 0.06  # 1.5-5 px wires
     # labelled pixels sit on the drawn wires: a 15-px median erases thin lines, so they stand
     # out from it; the same labels moved by 2 px down or up stand out less
