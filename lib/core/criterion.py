@@ -26,6 +26,10 @@ from lib.config import wire_classes
 
 def _resize_to(score: torch.Tensor, target: torch.Tensor, align_corners: bool) -> torch.Tensor:
     if score.shape[-2:] != target.shape[-2:]:
+        if score.dim() == 4 and score.shape[1] <= 4 and not score.is_contiguous():
+            # a few classes in channels_last (MODEL.CHANNELS_LAST): the NCHW kernels are faster
+            # here (2 classes: 1.5x, forward and backward) and give the same values
+            score = score.contiguous()
         score = F.interpolate(score, size=target.shape[-2:], mode="bilinear",
                               align_corners=align_corners)
     return score
