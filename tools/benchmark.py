@@ -2,7 +2,8 @@
 
   python tools/benchmark.py --cfg X --what infer --input-size 512x1024 --batch 1 --json out.json
   --what infer   eval forward passes (images/s, argmax agreement with fp32 eager); also
-                 --variants onnxruntime,"onnxruntime int8" [--calibrate photos/]
+                 --variants onnxruntime,"onnxruntime int8" [--calibrate photos/];
+                 --weights trained.pth --photo real.jpg: agreement on a trained model's real scene
   --what train   SGD steps: forward, loss, backward, step
   --what data    one worker decoding a photo at the training's random scales, three ways,
                  and whole training samples: uncached, DATASET.CACHE_DIR cold and warm
@@ -58,7 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--variants", default="", help="comma-separated variant names (default: all for --what)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--weights", default="", help="state dict to load (default: MODEL.PRETRAINED or calibrated random)")
-    p.add_argument("--photo", default="", help="JPEG for data/photo (default: a generated 5472x3078 one)")
+    p.add_argument("--photo", default="", help="JPEG for data/photo (default: a generated 5472x3078 "
+                   "one); infer: the input, resized to --input-size (default: a random field)")
     p.add_argument("--photo-size", type=parse_size, default=(3078, 5472), help="HxW of the generated photo")
     p.add_argument("--scales", default="0.5,0.75,1.0", help="photo: inference scales")
     p.add_argument("--no-flip", action="store_true", help="photo: no flip averaging")
@@ -128,7 +130,11 @@ def _run(args: argparse.Namespace, cfg, device: torch.device) -> dict:
         model, result["weights"] = build_model(cfg, args.weights, device)
         h, w = args.input_size
         result.update(input_size=[args.batch, 3, h, w])
-        x = bm.random_image(args.batch, h, w).to(device)
+        if args.what == "infer" and args.photo:  # agreement on a real scene, not a random field
+            x = normalise(decode_image(args.photo, size=(w, h)))[None].repeat(args.batch, 1, 1, 1).to(device)
+            result.update(photo=str(args.photo))
+        else:
+            x = bm.random_image(args.batch, h, w).to(device)
         target = torch.randint(0, cfg.DATASET.NUM_CLASSES, (args.batch, h, w), device=device)
         if args.what == "photo":
             path = photo_path()

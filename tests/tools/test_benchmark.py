@@ -41,6 +41,21 @@ def test_infer_rows_start_with_fp32_eager_and_report_agreement(tmp_path):
     assert "CUDA" in rows[3]["skipped"]  # fp16 autocast is refused on CPU, reported in the row
 
 
+def test_infer_on_a_photo_resized_to_the_input_size(tmp_path, monkeypatch):
+    photo = bm.write_test_photo(tmp_path / "p.jpg", 90, 150)
+    seen = []
+    infer_case = bm.infer_case
+    monkeypatch.setattr(bm, "infer_case", lambda model, variant, x, *rest: seen.append(x) or infer_case(model, variant, x, *rest))
+    result = _run(tmp_path, "--what", "infer", "--input-size", "64x96", "--batch", "2", "--photo", str(photo),
+                  "--variants", "fp32 eager,channels_last")
+    assert result["photo"] == str(photo) and result["rows"][1]["argmax_agree"] > 0.99
+    from lib.datasets.base import normalise
+    from lib.datasets.decode import decode_image
+    expected = normalise(decode_image(photo, size=(96, 64)))
+    assert seen[0].shape == (2, 3, 64, 96)
+    assert torch.equal(seen[0][0], expected) and torch.equal(seen[0][1], expected)
+
+
 def test_train_rows(tmp_path):
     result = _run(tmp_path, "--what", "train", "--input-size", "64x64", "--batch", "2",
                   "--variants", "fp32 eager,channels_last")
