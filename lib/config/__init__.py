@@ -163,11 +163,6 @@ def _check_values(cfg: CfgNode, source: str) -> None:
         raise ConfigError(f"TRAIN.EXTRA_LR is {cfg.TRAIN.EXTRA_LR} {where}; it must be greater than 0")
     if cfg.TRAIN.END_EPOCH < 0 or cfg.TRAIN.EXTRA_EPOCH < 0:
         raise ConfigError(f"TRAIN.END_EPOCH / EXTRA_EPOCH must be 0 or more {where}")
-    if not 0 <= cfg.TRAIN.EMA_DECAY < 1:
-        raise ConfigError(
-            f"TRAIN.EMA_DECAY is {cfg.TRAIN.EMA_DECAY} {where}; use 0 (off) or a value in (0, 1), "
-            "e.g. 0.995"
-        )
     if not cfg.TEST.WIRE_THRESHOLD < 1:
         raise ConfigError(
             f"TEST.WIRE_THRESHOLD is {cfg.TEST.WIRE_THRESHOLD} {where}; use a value in (0, 1), "

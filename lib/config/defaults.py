@@ -101,9 +101,6 @@ _C.TRAIN.AUG_BLUR = 0.0  # (ours) probability of a Gaussian blur of the crop
 _C.TRAIN.AUG_NOISE = 0.0  # (ours) probability of Gaussian noise on the crop
 _C.TRAIN.AUG_JPEG = 0.0  # (ours) probability of JPEG re-encoding the crop (quality 30-90)
 _C.TRAIN.AUG_PASTE_WIRES = 0.0  # (ours) probability of pasting generated wires (label updated)
-_C.TRAIN.EMA_DECAY = 0.0  # (ours) > 0: also keep an exponential moving average of the weights and
-# BatchNorm statistics, updated every step (torch.optim.swa_utils); validation, best.pth and
-# final_state.pth use the average, checkpoint.pth.tar keeps both (0: off, the official behaviour)
 _C.TRAIN.STOP_AFTER_EPOCH = 0  # (ours) stop once epoch N is saved, schedule unchanged (0: never)
 
 _C.TEST = CN()

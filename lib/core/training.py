@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from tensorboardX import SummaryWriter
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -88,9 +87,7 @@ def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) ->
     optimizer = build_optimizer(cfg, model)
     scaler = grad_scaler(cfg.TRAIN.AMP, device)  # enabled only for fp16 on CUDA
     progress.update(checkpoint=paths.checkpoint, saved_epoch=None)
-    ema = build_ema(model, cfg.TRAIN.EMA_DECAY)
-    start_epoch, best_miou, resumed = _resume(cfg, paths, info, model, optimizer, scaler, ema)
-    kept = ema.module if ema is not None else model  # what validation and best/final use
+    start_epoch, best_miou, resumed = _resume(cfg, paths, info, model, optimizer, scaler)
     if resumed:
         progress["saved_epoch"] = start_epoch
     ddp_model = wrap_ddp(model, info)
@@ -107,12 +104,12 @@ def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) ->
             device=device, scaler=scaler, amp=cfg.TRAIN.AMP,
             channels_last=cfg.MODEL.CHANNELS_LAST,
             freeze=freeze if epoch < cfg.TRAIN.FREEZE_EPOCHS else (),
-            writer=writer, print_freq=cfg.PRINT_FREQ, ema=ema,
+            writer=writer, print_freq=cfg.PRINT_FREQ,
         )  # fmt: skip
         validated = (epoch + 1) % max(1, cfg.TRAIN.EVAL_INTERVAL) == 0 or epoch + 1 == end_epoch
         if validated:
             metrics = validate(
-                ddp_model if ema is None else kept, criterion, loaders["val"],
+                ddp_model, criterion, loaders["val"],
                 num_classes=cfg.DATASET.NUM_CLASSES, ignore_label=cfg.TRAIN.IGNORE_LABEL,
                 device=device, align_corners=cfg.MODEL.ALIGN_CORNERS, amp=cfg.TEST.AMP,
                 channels_last=cfg.MODEL.CHANNELS_LAST, writer=writer, epoch=epoch,
@@ -123,12 +120,9 @@ def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) ->
             state = official_state_dict(model, criterion)
             if validated and metrics["miou"] > best_miou:
                 best_miou = metrics["miou"]
-                save_atomic(official_state_dict(kept, criterion), paths.best)
-            extra = {} if ema is None else {"ema": official_state_dict(ema.module, criterion),
-                                            "ema_steps": int(ema.n_averaged)}
+                save_atomic(state, paths.best)
             save_atomic(
                 {
-                    **extra,
                     "epoch": epoch + 1,
                     "best_mIoU": best_miou,
                     "state_dict": state,
@@ -157,7 +151,7 @@ def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) ->
             return {"best_mIoU": best_miou, "last": metrics, "out_dir": paths.out_dir,
                     "stopped": epoch + 1}
     if main_rank:
-        save_atomic(official_state_dict(kept, criterion), paths.final)
+        save_atomic(official_state_dict(model, criterion), paths.final)
         writer.close()
         logger.info("done: %s (best mIoU %.4f)", paths.final, best_miou)
     return {"best_mIoU": best_miou, "last": metrics, "out_dir": paths.out_dir}
@@ -203,17 +197,9 @@ def _model_and_loss(cfg, info: DistInfo, class_weights) -> tuple[nn.Module, nn.M
     return model, build_criterion(cfg, class_weights).to(info.device)
 
 
-def build_ema(model: nn.Module, decay: float) -> AveragedModel | None:
-    """TRAIN.EMA_DECAY > 0: an exponential moving average of `model`'s weights and buffers
-    (BatchNorm statistics), which `train_one_epoch` updates after every optimizer step."""
-    if not decay:
-        return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-
-
-def _resume(cfg, paths: ExperimentPaths, info: DistInfo, model, optimizer, scaler, ema=None):
+def _resume(cfg, paths: ExperimentPaths, info: DistInfo, model, optimizer, scaler):
     """(first epoch, best mIoU so far, resumed?): TRAIN.BEGIN_EPOCH and 0, or the checkpoint's,
-    with the model, optimizer, scaler, weight average and this rank's generators restored."""
+    with the model, optimizer, scaler and this rank's generators restored from it."""
     resume = decide_resume(paths.checkpoint, cfg.TRAIN.RESUME or cfg.AUTO_RESUME, info)
     check_fresh_start(paths.out_dir, resume, cfg.TRAIN.OVERWRITE)
     if info.is_main:
@@ -227,14 +213,6 @@ def _resume(cfg, paths: ExperimentPaths, info: DistInfo, model, optimizer, scale
     optimizer.load_state_dict(ckpt["optimizer"])
     if ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
-    if ema is not None:
-        if "ema" in ckpt:
-            load_weights(ema.module, ckpt["ema"], strict=True)
-            ema.n_averaged.fill_(int(ckpt["ema_steps"]))
-        else:  # a checkpoint of a run without TRAIN.EMA_DECAY: the average starts here
-            logger.warning("%s has no weight average (TRAIN.EMA_DECAY was 0): it starts from the "
-                           "resumed weights", paths.checkpoint)
-            ema.update_parameters(model)
     rngs = ckpt.get("rng")
     if rngs and len(rngs) == info.world_size:
         set_rng_state(rngs[info.rank])
@@ -404,10 +382,8 @@ def train_one_epoch(
     freeze: Sequence[str] = (),
     writer=None,
     print_freq: int = 20,
-    ema: AveragedModel | None = None,
 ) -> dict:
     """One pass over `loader`; iteration i uses the lr `schedule` gives iteration first_iter + i.
-    With `ema`, the weight average is updated after every optimizer step.
 
     Returns {"loss": mean loss over ranks and iterations, "lr": last lr, "seconds": wall time}.
     Raises NonFiniteLossError naming the epoch and iteration when any rank's loss is NaN/inf.
@@ -453,8 +429,6 @@ def train_one_epoch(
             p.grad = None
         scaler.step(optimizer)
         scaler.update()
-        if ema is not None:
-            ema.update_parameters(unwrap(model))
 
         if it % every == 0 or i == n - 1:  # the check: one sync and one all_reduce
             current = value.float().reshape(1).to(since.dtype)

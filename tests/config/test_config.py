@@ -108,8 +108,6 @@ def test_config_name():
         (["TRAIN.LR", "0.0"], "TRAIN.LR is 0.0 "),
         (["TRAIN.BATCH_SIZE_PER_GPU", "0"], "TRAIN.BATCH_SIZE_PER_GPU is 0 "),
         (["TEST.WIRE_THRESHOLD", "1.5"], "TEST.WIRE_THRESHOLD is 1.5 "),
-        (["TRAIN.EMA_DECAY", "1.0"], "TRAIN.EMA_DECAY is 1.0 "),
-        (["TRAIN.EMA_DECAY", "-0.5"], "TRAIN.EMA_DECAY is -0.5 "),
         (["TEST.SCALE_LIST", "[]"], "TEST.SCALE_LIST is []"),
     ],
 )
