@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from lib.datasets.synthetic import generate
+from lib.datasets.synthetic import STYLES, generate
 from tools import cli
 
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=540, help="image height (default 540)")
     parser.add_argument(
         "--style",
-        choices=["demo", "real", "aerial"],
+        choices=list(STYLES),
         default="demo",
         help="demo: wide visible wires (the demo); real: thin, low-contrast, occluded wires "
         "among hard negatives; aerial: 1.5-5 px sunlit or dark wires over ground with fine "

@@ -39,6 +39,7 @@ from torch import nn
 from lib.core.criterion import build_criterion
 from lib.core.export import OnnxRuntimeModel, export_onnx, quantize_int8
 from lib.core.inference import multi_scale_inference
+from lib.datasets import build_dataset
 from lib.datasets.base import ListDataset
 from lib.datasets.decode import decode_image, image_size, read_bytes, target_size
 from lib.models.bn_folding import fold_batchnorm
@@ -442,14 +443,13 @@ def bench_samples(path: Path, cfg, samples: int, memory: PeakMemory, workdir: Pa
     (workdir / "list.lst").write_text(f"{path.resolve()}\t{(workdir / 'label.png').resolve()}\n")
     cache_dir = workdir / "cache"
 
-    def dataset(cache: Path | None) -> ListDataset:
-        return ListDataset(
-            workdir, workdir / "list.lst", 2, 255, augment=True,
-            crop_size=tuple(cfg.TRAIN.IMAGE_SIZE), base_size=cfg.TRAIN.BASE_SIZE,
-            multi_scale=cfg.TRAIN.MULTI_SCALE, scale_factor=cfg.TRAIN.SCALE_FACTOR,
-            flip=cfg.TRAIN.FLIP, reduced_decode=cfg.DATASET.REDUCED_DECODE,
-            label_dilate=cfg.DATASET.LABEL_DILATE, cache_dir=cache,
-        )
+    def dataset(cache: Path | None) -> ListDataset:  # the training set the config builds
+        settings = cfg.clone()
+        settings.defrost()
+        settings.DATASET.ROOT = str(workdir)
+        settings.DATASET.TRAIN_SET = "list.lst"
+        settings.DATASET.CACHE_DIR = str(cache) if cache else ""
+        return build_dataset(settings, "train")
 
     def cold(ds: ListDataset):
         shutil.rmtree(cache_dir, ignore_errors=True)

@@ -441,8 +441,8 @@ def generate(
 ) -> Path:
     """Write `num` JPEGs to `out`/images and ONE platform JSON `out`/annotations.json; return its path.
 
-    style: "demo" (the demo's wide, visible wires) or "real" (thin, low-contrast, occluded
-    wires among hard negatives; see the module doc)."""
+    style: "demo" (the demo's wide, visible wires), "real" (thin, low-contrast, occluded
+    wires among hard negatives) or "aerial" (natural ground texture, sky; see the module doc)."""
     if style not in STYLES:
         raise ValueError(f"style {style!r}; known: {', '.join(STYLES)}")
     out = Path(out)
