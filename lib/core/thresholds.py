@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from lib.core.wire_metrics import distance_to, scores_from_counts, tolerance_pixels
+from lib.models.ensemble import ensemble_key, model_files
 from lib.utils.atomic import write_text_atomic
 
 __all__ = [
@@ -165,7 +166,14 @@ def held_out_thresholds(fold_counts: dict, thresholds: Sequence[float]) -> dict:
 
 
 def threshold_file(model_file: str | Path) -> Path:
-    """Where the picked threshold of a weights file lives: `<weights>.wire_threshold.json`."""
+    """Where the picked threshold of a weights file lives: `<weights>.wire_threshold.json`.
+
+    For an ensemble (`a.pth,b.pth`): `ensemble-<key>.wire_threshold.json` beside the first
+    file, the key naming the set of files (so no member's own threshold is overwritten).
+    """
+    files = model_files(model_file)
+    if len(files) > 1:
+        return Path(files[0]).with_name(f"ensemble-{ensemble_key(files)}.wire_threshold.json")
     model_file = Path(model_file)
     return model_file.with_name(model_file.name + ".wire_threshold.json")
 

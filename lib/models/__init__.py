@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from torch import nn
 
+from lib.models.ensemble import Ensemble, model_files
 from lib.models.seg_hrnet import SegHRNet, build_seg_hrnet
 from lib.models.seg_hrnet_ocr import SegHRNetOCR, build_seg_hrnet_ocr
 from lib.models.weights import LoadReport, WeightsError, load_weights
@@ -19,7 +21,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 __all__ = ["MODELS", "get_seg_model", "load_trained", "load_weights", "LoadReport",
-           "WeightsError", "SegHRNet", "SegHRNetOCR"]
+           "WeightsError", "SegHRNet", "SegHRNetOCR", "Ensemble", "model_files"]
 
 
 def get_seg_model(cfg, load_pretrained: bool = True) -> nn.Module:
@@ -44,7 +46,17 @@ def load_trained(cfg, source) -> nn.Module:
     without MODEL.PRETRAINED, then `source` (a weights file or state dict) loaded strictly: a
     file missing any tensor of the model (or holding others) is refused with WeightsError,
     naming the count and an example key. MODEL.PRETRAINED (backbones) stays the only
-    non-strict, reported path, in `get_seg_model`."""
-    model = get_seg_model(cfg, load_pretrained=False)
-    load_weights(model, source, strict=True)
-    return model
+    non-strict, reported path, in `get_seg_model`.
+
+    Several files (`a.pth,b.pth`, see `lib.models.ensemble.model_files`) give an `Ensemble`
+    of the models, each loaded the same strict way; one file gives the bare model.
+    """
+    files = model_files(source) if isinstance(source, (str, Path, list, tuple)) else [source]
+    if not files:
+        raise WeightsError("no weights file given")
+    models = []
+    for file in files:
+        model = get_seg_model(cfg, load_pretrained=False)
+        load_weights(model, file, strict=True)
+        models.append(model)
+    return models[0] if len(models) == 1 else Ensemble(models)
