@@ -36,8 +36,7 @@ def model_files(spec: str | Path | list | tuple) -> list[str]:
         if "," not in text or Path(text).is_file():
             return [text] if text else []
         files = [f.strip() for f in text.split(",")]
-    files = [f for f in files if f]
-    return files
+    return [f for f in files if f]
 
 
 def ensemble_key(files: list[str]) -> str:
