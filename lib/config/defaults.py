@@ -31,6 +31,7 @@ _C.MODEL.PRETRAINED_SKIP_HEAD = False  # (ours) drop classifier weights whose sh
 _C.MODEL.ALIGN_CORNERS = True  # align_corners of every bilinear resize
 _C.MODEL.NUM_OUTPUTS = 1  # 1 for seg_hrnet, 2 ([aux, main]) for seg_hrnet_ocr
 _C.MODEL.CHANNELS_LAST = False  # (ours) run the model in channels_last memory format
+_C.MODEL.REFINE_CHANNELS = 0  # (ours) refine the main output to full input resolution with this many channels (0: off)
 _C.MODEL.EXTRA = CN(new_allowed=True)  # backbone description: FINAL_CONV_KERNEL, STAGE1..4
 _C.MODEL.OCR = CN()
 _C.MODEL.OCR.MID_CHANNELS = 512  # width of the pixel representation fed to OCR

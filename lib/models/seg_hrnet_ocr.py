@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.models.hrnet import BN_MOMENTUM, HRNetBackbone, init_weights
+from lib.models.refine import FullResolutionRefine
 
 
 def bn_relu(channels: int) -> nn.Sequential:
@@ -100,10 +101,15 @@ class SpatialOCR(nn.Module):
 
 
 class SegHRNetOCR(HRNetBackbone):
-    """HRNetV2 + OCR. forward: (N, 3, H, W) -> [aux, out], each (N, num_classes, H/4, W/4)."""
+    """HRNetV2 + OCR. forward: (N, 3, H, W) -> [aux, out], each (N, num_classes, H/4, W/4).
+
+    With `refine_channels` > 0 (ours, off in the official configs) `out` is refined to the full
+    input resolution (N, num_classes, H, W) by `FullResolutionRefine`; `aux` stays at H/4.
+    """
 
     def __init__(self, extra, num_classes: int, mid_channels: int = 512, key_channels: int = 256,
-                 dropout: float = 0.05, scale: int = 1, align_corners: bool = True):
+                 dropout: float = 0.05, scale: int = 1, align_corners: bool = True,
+                 refine_channels: int = 0):
         super().__init__(extra, align_corners)
         width = sum(self.out_channels)
         self.conv3x3_ocr = nn.Sequential(
@@ -122,6 +128,9 @@ class SegHRNetOCR(HRNetBackbone):
             nn.Conv2d(width, num_classes, 1),
         )
         init_weights(self)
+        # built after the official initialisation, which would overwrite its zero head
+        self.refine = (FullResolutionRefine(num_classes, refine_channels, align_corners)
+                       if refine_channels else None)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = self.concat_features(x)
@@ -129,6 +138,8 @@ class SegHRNetOCR(HRNetBackbone):
         feats = self.conv3x3_ocr(feats)
         context = self.ocr_gather_head(feats, aux)
         out = self.cls_head(self.ocr_distri_head(feats, context))
+        if self.refine is not None:
+            out = self.refine(x, out)
         return [aux, out]
 
 
@@ -136,4 +147,5 @@ def build_seg_hrnet_ocr(cfg) -> SegHRNetOCR:
     """`seg_hrnet_ocr` from a config (MODEL.OCR widths, dropout and scale)."""
     ocr = cfg.MODEL.OCR
     return SegHRNetOCR(cfg.MODEL.EXTRA, cfg.DATASET.NUM_CLASSES, ocr.MID_CHANNELS,
-                       ocr.KEY_CHANNELS, ocr.DROPOUT, int(ocr.SCALE), cfg.MODEL.ALIGN_CORNERS)
+                       ocr.KEY_CHANNELS, ocr.DROPOUT, int(ocr.SCALE), cfg.MODEL.ALIGN_CORNERS,
+                       refine_channels=int(cfg.MODEL.REFINE_CHANNELS))

@@ -1,0 +1,53 @@
+"""A full-resolution refinement of a stride-4 segmentation (ours; `MODEL.REFINE_CHANNELS`).
+
+HRNet's outputs have a quarter of the input's resolution; upsampled bilinearly they cannot
+place a 1-3 px wire's edges closer than that grid allows. The refinement looks at the input
+image itself at full resolution and corrects the upsampled logits:
+
+    up  = bilinear(coarse, image size)
+    out = up + head(conv_bn_relu(cat(conv_bn_relu(image), up)))
+
+`head` starts at zero, so an untrained refinement returns exactly the upsampled logits (the
+official computation) and training moves it from there. Off by default: with
+`MODEL.REFINE_CHANNELS 0` the models have no refinement module and no extra state-dict keys.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lib.models.hrnet import BN_MOMENTUM
+
+__all__ = ["FullResolutionRefine"]
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM),
+        nn.ReLU(inplace=True),
+    )
+
+
+class FullResolutionRefine(nn.Module):
+    """forward(image (N, 3, H, W), coarse (N, K, h, w)) -> refined logits (N, K, H, W)."""
+
+    def __init__(self, num_classes: int, channels: int, align_corners: bool):
+        super().__init__()
+        if channels <= 0:
+            raise ValueError(f"MODEL.REFINE_CHANNELS must be > 0 to build a refinement, got {channels}")
+        self.align_corners = align_corners
+        self.image_conv = _conv_bn_relu(3, channels)
+        self.fuse = _conv_bn_relu(channels + num_classes, channels)
+        self.head = nn.Conv2d(channels, num_classes, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, image: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(coarse, size=image.shape[-2:], mode="bilinear",
+                           align_corners=self.align_corners)
+        feats = self.image_conv(image)
+        feats = self.fuse(torch.cat([feats, up.to(feats.dtype)], dim=1))
+        return up + self.head(feats).to(up.dtype)
