@@ -163,8 +163,9 @@ class OnnxRuntimeModel(nn.Module):
 
 
 # layers left in fp32 by default: the OCR head and the classifiers, whose faint wire
-# responses INT8 rounding turned into false wires (wire precision 0.28-0.85 when quantised)
-KEEP_FP32 = ("ocr", "cls_head", "aux_head")
+# responses INT8 rounding turned into false wires (wire precision 0.28-0.85 when quantised),
+# and the full-resolution refinement (MODEL.REFINE_CHANNELS), which corrects those logits
+KEEP_FP32 = ("ocr", "cls_head", "aux_head", "refine")
 
 
 def quantize_int8(

@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 PREFIXES = ("module.", "model.")
 CLASSIFICATION_ONLY = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.")
 # The layers whose shape depends on the number of classes: the only ones skip_head may drop.
-HEAD_PREFIXES = ("cls_head.", "aux_head.3.", "last_layer.3.")
+HEAD_PREFIXES = ("cls_head.", "aux_head.3.", "last_layer.3.",
+                 "refine.fuse.0.", "refine.head.")  # MODEL.REFINE_CHANNELS: logits in, logits out
 
 
 class WeightsError(ValueError):

@@ -129,3 +129,19 @@ def test_refined_model_exports_to_onnx_with_parity(tmp_path):
     with torch.no_grad():
         assert head(x).shape[-2:] == (64, 96)
     assert onnx_max_abs_diff(tmp_path / "m.onnx", head, x) < 1e-3
+
+
+def test_skip_head_drops_the_class_dependent_refinement_weights(tmp_path):
+    """Fine-tuning a refined 19-class model to 2 classes: only logit-shaped tensors are skipped."""
+    from lib.models.weights import load_weights
+
+    path = tmp_path / "refined19.pth"
+    src = _model(DEMO_CFG, 8, classes=19)
+    torch.save(src.state_dict(), path)
+    dst = _model(DEMO_CFG, 8, classes=2)
+    with pytest.raises(WeightsError, match="shape mismatch"):
+        load_weights(dst, path)
+    report = load_weights(dst, path, skip_head=True)
+    assert sorted(k for k in report.skipped_head if k.startswith("refine.")) == [
+        "refine.fuse.0.weight", "refine.head.bias", "refine.head.weight"]
+    assert torch.equal(dst.refine.image_conv[0].weight, src.refine.image_conv[0].weight)
