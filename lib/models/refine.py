@@ -18,17 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.models.hrnet import BN_MOMENTUM
+from lib.models.hrnet import conv_bn
 
-__all__ = ["FullResolutionRefine"]
-
-
-def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM),
-        nn.ReLU(inplace=True),
-    )
+__all__ = ["FullResolutionRefine", "refinement"]
 
 
 class FullResolutionRefine(nn.Module):
@@ -39,8 +31,8 @@ class FullResolutionRefine(nn.Module):
         if channels <= 0:
             raise ValueError(f"MODEL.REFINE_CHANNELS must be > 0 to build a refinement, got {channels}")
         self.align_corners = align_corners
-        self.image_conv = _conv_bn_relu(3, channels)
-        self.fuse = _conv_bn_relu(channels + num_classes, channels)
+        self.image_conv = conv_bn(3, channels, 3)
+        self.fuse = conv_bn(channels + num_classes, channels, 3)
         self.head = nn.Conv2d(channels, num_classes, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
@@ -51,3 +43,11 @@ class FullResolutionRefine(nn.Module):
         feats = self.image_conv(image)
         feats = self.fuse(torch.cat([feats, up.to(feats.dtype)], dim=1))
         return up + self.head(feats).to(up.dtype)
+
+
+def refinement(num_classes: int, channels: int, align_corners: bool) -> FullResolutionRefine | None:
+    """The models' `refine` module for MODEL.REFINE_CHANNELS: None when 0 (no module, no keys).
+
+    Build it after the official `init_weights`, which would overwrite its zero head.
+    """
+    return FullResolutionRefine(num_classes, channels, align_corners) if channels else None

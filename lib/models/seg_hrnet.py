@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from lib.models.hrnet import BN_MOMENTUM, HRNetBackbone, init_weights
-from lib.models.refine import FullResolutionRefine
+from lib.models.refine import refinement
 
 
 class SegHRNet(HRNetBackbone):
@@ -28,9 +28,7 @@ class SegHRNet(HRNetBackbone):
             nn.Conv2d(width, num_classes, kernel, padding=1 if kernel == 3 else 0),
         )
         init_weights(self)
-        # built after the official initialisation, which would overwrite its zero head
-        self.refine = (FullResolutionRefine(num_classes, refine_channels, align_corners)
-                       if refine_channels else None)
+        self.refine = refinement(num_classes, refine_channels, align_corners)  # after init_weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.last_layer(self.concat_features(x))

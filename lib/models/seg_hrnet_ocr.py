@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.models.hrnet import BN_MOMENTUM, HRNetBackbone, init_weights
-from lib.models.refine import FullResolutionRefine
+from lib.models.refine import refinement
 
 
 def bn_relu(channels: int) -> nn.Sequential:
@@ -128,9 +128,7 @@ class SegHRNetOCR(HRNetBackbone):
             nn.Conv2d(width, num_classes, 1),
         )
         init_weights(self)
-        # built after the official initialisation, which would overwrite its zero head
-        self.refine = (FullResolutionRefine(num_classes, refine_channels, align_corners)
-                       if refine_channels else None)
+        self.refine = refinement(num_classes, refine_channels, align_corners)  # after init_weights
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = self.concat_features(x)
