@@ -136,7 +136,12 @@ def load_weights(model: nn.Module, source, *, skip_head: bool = False,
     report.missing = [k for k in own if k not in to_load and k not in report.skipped_head]
     report.loaded = sorted(to_load)
     if strict and (report.missing or report.unexpected):
-        raise WeightsError(f"{name}: strict load failed: {report.summary()}")
+        hint = ""
+        if any(k.startswith("refine.") for k in report.unexpected):
+            hint = " (weights of a refined model: set MODEL.REFINE_CHANNELS as it was trained)"
+        elif any(k.startswith("refine.") for k in report.missing):
+            hint = " (these weights have no refinement: set MODEL.REFINE_CHANNELS 0)"
+        raise WeightsError(f"{name}: strict load failed: {report.summary()}{hint}")
     model.load_state_dict(to_load, strict=False)
     logger.info(report.summary())
     return report

@@ -109,8 +109,12 @@ def test_weights_with_and_without_refinement_are_not_interchangeable(tmp_path):
     cfg_on = get_config(str(DEMO_CFG), ["MODEL.REFINE_CHANNELS", "8"])
     cfg_off = get_config(str(DEMO_CFG))
     assert load_trained(cfg_on, path).refine is not None
-    with pytest.raises(WeightsError):
+    with pytest.raises(WeightsError, match="refined model: set MODEL.REFINE_CHANNELS"):
         load_trained(cfg_off, path)
+    plain = tmp_path / "plain.pth"
+    torch.save(_model(DEMO_CFG, 0).state_dict(), plain)
+    with pytest.raises(WeightsError, match="no refinement: set MODEL.REFINE_CHANNELS 0"):
+        load_trained(cfg_on, plain)
 
 
 def test_negative_channels_are_a_clear_error():
