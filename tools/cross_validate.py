@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 from lib.config import ExperimentPaths, config_name, get_config
+from lib.core.budget import finished_epochs
 from lib.core.evaluation import evaluate
 from lib.core.thresholds import DEFAULT_THRESHOLDS, ThresholdSweep, held_out_thresholds
 from lib.core.training import train
@@ -84,7 +85,7 @@ def run_fold(args, k: int):
     finished = False
     if done.is_file() and not args.overwrite:
         ckpt = load_file(paths.checkpoint)
-        finished = ckpt.get("epoch") == cfg.TRAIN.END_EPOCH + cfg.TRAIN.EXTRA_EPOCH
+        finished = ckpt.get("epoch") == finished_epochs(cfg, ckpt)
     cfg.defrost()
     if finished:
         logger.info("fold %d: trained earlier (%s)", k, out)

@@ -163,6 +163,15 @@ def _check_values(cfg: CfgNode, source: str) -> None:
         raise ConfigError(f"TRAIN.EXTRA_LR is {cfg.TRAIN.EXTRA_LR} {where}; it must be greater than 0")
     if cfg.TRAIN.END_EPOCH < 0 or cfg.TRAIN.EXTRA_EPOCH < 0:
         raise ConfigError(f"TRAIN.END_EPOCH / EXTRA_EPOCH must be 0 or more {where}")
+    if not 0 <= cfg.TRAIN.TIME_BUDGET < float("inf"):
+        raise ConfigError(
+            f"TRAIN.TIME_BUDGET is {cfg.TRAIN.TIME_BUDGET} {where}; give minutes > 0, or 0 (off)"
+        )
+    if cfg.TRAIN.TIME_BUDGET > 0 and cfg.TRAIN.EXTRA_EPOCH > 0:
+        raise ConfigError(
+            f"TRAIN.TIME_BUDGET plans the main phase only, but TRAIN.EXTRA_EPOCH is "
+            f"{cfg.TRAIN.EXTRA_EPOCH} {where}; set one of them to 0"
+        )
     if not cfg.TEST.WIRE_THRESHOLD < 1:
         raise ConfigError(
             f"TEST.WIRE_THRESHOLD is {cfg.TEST.WIRE_THRESHOLD} {where}; use a value in (0, 1), "

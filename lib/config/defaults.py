@@ -102,6 +102,7 @@ _C.TRAIN.AUG_BLUR = 0.0  # (ours) probability of a Gaussian blur of the crop
 _C.TRAIN.AUG_NOISE = 0.0  # (ours) probability of Gaussian noise on the crop
 _C.TRAIN.AUG_JPEG = 0.0  # (ours) probability of JPEG re-encoding the crop (quality 30-90)
 _C.TRAIN.AUG_PASTE_WIRES = 0.0  # (ours) probability of pasting generated wires (label updated)
+_C.TRAIN.TIME_BUDGET = 0.0  # (ours) minutes: train as many main-phase epochs as fit, at most END_EPOCH (0: off)
 _C.TRAIN.STOP_AFTER_EPOCH = 0  # (ours) stop once epoch N is saved, schedule unchanged (0: never)
 
 _C.TEST = CN()

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from lib.config import ExperimentPaths
+from lib.core import budget as time_budget
 from lib.core.criterion import build_criterion
 from lib.core.metrics import ConfusionMatrix
 from lib.core.wire_metrics import WireMetrics, wire_metrics_from_cfg
@@ -69,6 +70,7 @@ def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) ->
     so a caller can say where to resume after an interruption.
     """
     progress = progress if progress is not None else {}
+    started = time_budget.clock()
     info = init_distributed(local_rank)
     device, main_rank = info.device, info.is_main
     seed_everything(cfg.SEED + info.rank)
@@ -87,17 +89,24 @@ def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) ->
     optimizer = build_optimizer(cfg, model)
     scaler = grad_scaler(cfg.TRAIN.AMP, device)  # enabled only for fp16 on CUDA
     progress.update(checkpoint=paths.checkpoint, saved_epoch=None)
-    start_epoch, best_miou, resumed = _resume(cfg, paths, info, model, optimizer, scaler)
-    if resumed:
+    start_epoch, best_miou, saved_budget = _resume(cfg, paths, info, model, optimizer, scaler)
+    if saved_budget is not None:
         progress["saved_epoch"] = start_epoch
     ddp_model = wrap_ddp(model, info)
 
-    end_epoch = cfg.TRAIN.END_EPOCH + cfg.TRAIN.EXTRA_EPOCH
+    budget = None  # TRAIN.TIME_BUDGET: the main phase's epoch count is planned from its speed
+    if cfg.TRAIN.TIME_BUDGET > 0:
+        budget = time_budget.EpochBudget.resumed(
+            cfg.TRAIN.TIME_BUDGET * 60, cfg.TRAIN.END_EPOCH, saved_budget or None)
+    spent_before = budget.spent_s if budget else 0.0
+    end_epoch = budget.end if budget else cfg.TRAIN.END_EPOCH + cfg.TRAIN.EXTRA_EPOCH
     freeze = [s.strip() for s in cfg.TRAIN.FREEZE_LAYERS.split(",") if s.strip()]
     palette = palette_for(cfg.DATASET.DATASET, cfg.DATASET.NUM_CLASSES)
     metrics: dict = {}
-    for epoch in range(start_epoch, end_epoch):
-        loader, schedule, phase_epoch, iters = _phase(cfg, loaders, epoch)
+    epoch, mark = start_epoch, time_budget.clock()
+    while epoch < end_epoch:
+        main_epochs = budget.end if budget else cfg.TRAIN.END_EPOCH
+        loader, schedule, phase_epoch, iters = _phase(cfg, loaders, epoch, main_epochs)
         stats = train_one_epoch(
             ddp_model, criterion, optimizer, loader,
             epoch=epoch, schedule=schedule, first_iter=phase_epoch * iters,
@@ -106,6 +115,13 @@ def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) ->
             freeze=freeze if epoch < cfg.TRAIN.FREEZE_EPOCHS else (),
             writer=writer, print_freq=cfg.PRINT_FREQ,
         )  # fmt: skip
+        if budget is not None:  # time since the last plan: this epoch, the last one's validation
+            now = time_budget.clock()
+            planned = budget.update(epoch + 1, now - mark, spent_before + now - started)
+            planned = broadcast_object(planned)  # rank 0's plan on every rank
+            if budget.planned is not None:
+                budget.planned = planned
+            end_epoch, mark = budget.end, now
         validated = (epoch + 1) % max(1, cfg.TRAIN.EVAL_INTERVAL) == 0 or epoch + 1 == end_epoch
         if validated:
             metrics = validate(
@@ -130,6 +146,7 @@ def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) ->
                     "scaler": scaler.state_dict(),
                     "iteration": (phase_epoch + 1) * iters,
                     "rng": rngs,
+                    **_budget_record(budget, spent_before + time_budget.clock() - started),
                     "metrics": {
                         k: metrics[k]
                         for k in ("miou", "iou", "confusion_matrix", "wire")
@@ -150,6 +167,7 @@ def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) ->
                 writer.close()
             return {"best_mIoU": best_miou, "last": metrics, "out_dir": paths.out_dir,
                     "stopped": epoch + 1}
+        epoch += 1
     if main_rank:
         save_atomic(official_state_dict(model, criterion), paths.final)
         writer.close()
@@ -197,8 +215,17 @@ def _model_and_loss(cfg, info: DistInfo, class_weights) -> tuple[nn.Module, nn.M
     return model, build_criterion(cfg, class_weights).to(info.device)
 
 
+def _budget_record(budget: time_budget.EpochBudget | None, spent_s: float) -> dict:
+    """The checkpoint entry of TRAIN.TIME_BUDGET (nothing without a budget)."""
+    if budget is None:
+        return {}
+    budget.spent_s = spent_s
+    return {"time_budget": budget.state()}
+
+
 def _resume(cfg, paths: ExperimentPaths, info: DistInfo, model, optimizer, scaler):
-    """(first epoch, best mIoU so far, resumed?): TRAIN.BEGIN_EPOCH and 0, or the checkpoint's,
+    """(first epoch, best mIoU so far, the saved TRAIN.TIME_BUDGET record or None when not
+    resumed: {} when the checkpoint has none): TRAIN.BEGIN_EPOCH and 0, or the checkpoint's,
     with the model, optimizer, scaler and this rank's generators restored from it."""
     resume = decide_resume(paths.checkpoint, cfg.TRAIN.RESUME or cfg.AUTO_RESUME, info)
     check_fresh_start(paths.out_dir, resume, cfg.TRAIN.OVERWRITE)
@@ -207,7 +234,7 @@ def _resume(cfg, paths: ExperimentPaths, info: DistInfo, model, optimizer, scale
             say_if_renamed(paths, cfg.dump())
         write_text_atomic(paths.config, cfg.dump(), "the run's config")
     if not resume:
-        return cfg.TRAIN.BEGIN_EPOCH, 0.0, False
+        return cfg.TRAIN.BEGIN_EPOCH, 0.0, None
     ckpt = load_file(paths.checkpoint)
     load_weights(model, ckpt, strict=True)
     optimizer.load_state_dict(ckpt["optimizer"])
@@ -218,7 +245,7 @@ def _resume(cfg, paths: ExperimentPaths, info: DistInfo, model, optimizer, scale
         set_rng_state(rngs[info.rank])
     logger.info("resumed from %s at epoch %d (best mIoU %.4f)", paths.checkpoint, ckpt["epoch"],
                 ckpt["best_mIoU"])
-    return ckpt["epoch"], ckpt["best_mIoU"], True
+    return ckpt["epoch"], ckpt["best_mIoU"], ckpt.get("time_budget") or {}
 
 
 def say_if_renamed(paths: ExperimentPaths, config: str) -> list[Path]:
@@ -239,20 +266,20 @@ def say_if_renamed(paths: ExperimentPaths, config: str) -> list[Path]:
     return earlier
 
 
-def _phase(cfg, loaders: dict, epoch: int):
+def _phase(cfg, loaders: dict, epoch: int, main_epochs: int):
     """(loader, the phase's poly schedule, epoch within the phase, iterations per epoch) for the
-    main phase (TRAIN.END_EPOCH epochs from TRAIN.LR) or the extra one (EXTRA_EPOCH from
-    EXTRA_LR)."""
-    extra = epoch >= cfg.TRAIN.END_EPOCH
+    main phase (`main_epochs` epochs from TRAIN.LR: TRAIN.END_EPOCH, or the number planned
+    for TRAIN.TIME_BUDGET) or the extra one (EXTRA_EPOCH from EXTRA_LR)."""
+    extra = epoch >= main_epochs
     loader = loaders["extra"] if extra else loaders["train"]
     if isinstance(loader.sampler, DistributedSampler):
         loader.sampler.set_epoch(epoch)
     if extra:
         iters = len(loader)
         schedule = PolySchedule(cfg.TRAIN.EXTRA_LR, cfg.TRAIN.EXTRA_EPOCH * iters)
-        return loader, schedule, epoch - cfg.TRAIN.END_EPOCH, iters
+        return loader, schedule, epoch - main_epochs, iters
     iters = len(loaders["train"])
-    return loader, PolySchedule(cfg.TRAIN.LR, cfg.TRAIN.END_EPOCH * iters), epoch, iters
+    return loader, PolySchedule(cfg.TRAIN.LR, main_epochs * iters), epoch, iters
 
 
 def _epoch_line(epoch: int, end_epoch: int, stats: dict, metrics: dict | None, best: float) -> str:

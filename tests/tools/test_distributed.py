@@ -113,3 +113,20 @@ def test_torchrun_a_bad_photo_is_named_by_the_rank_that_read_it(tiny_data, tmp_p
     others = [ln for ln in ours if ln not in named]
     assert all("another process of this run failed" in ln for ln in others), ours
     assert not any("Connection closed by peer" in ln for ln in ours)
+
+
+def test_torchrun_time_budget_ends_every_rank_at_rank_zeros_plan(tiny_data, tmp_path):
+    """TRAIN.TIME_BUDGET under 2 processes: each rank times its own epochs, rank 0's plan is
+    the one every rank follows (a rank that planned one epoch more would wait forever)."""
+    opts = tiny_opts(tiny_data, tmp_path, "TRAIN.END_EPOCH", "60", "TRAIN.TIME_BUDGET", "0.15",
+                     "TRAIN.EVAL_INTERVAL", "100")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(REPO / "tools" / "train.py"), "--cfg", str(DEMO_CFG), *opts]
+    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ckpt = load_file(tmp_path / "output" / "daodixian_seg" / DEMO_CFG.stem / "checkpoint.pth.tar")
+    planned = ckpt["time_budget"]["planned"]
+    assert 2 <= ckpt["epoch"] == planned < 60
+    assert run.stderr.count("s per epoch") == 1  # the plan, logged by rank 0 only
+    assert ckpt["time_budget"]["spent_s"] < 0.15 * 60 + 10

@@ -180,3 +180,54 @@ def test_a_renamed_yaml_says_which_earlier_run_it_does_not_continue(tiny_data, t
     shutil.copy(DEMO_CFG, third)
     assert train_tool.main(["--cfg", str(third), *opts, "TRAIN.LR", "0.005"]) == 0
     assert "same config" not in caplog.text
+
+
+def test_time_budget_plans_the_epochs_that_fit_and_resumes_with_its_plan(
+    tiny_data, tmp_path, monkeypatch
+):
+    """TRAIN.TIME_BUDGET on a fake clock where every epoch takes 60 s: 5.5 minutes hold 5 of
+    the 20 epochs, the poly schedule ends at 0 on epoch 5, and a run killed after epoch 3 resumes
+    with the saved plan and time spent."""
+    from lib.core import budget
+
+    now = [1000.0]
+    monkeypatch.setattr(budget, "clock", lambda: now[0])
+    real = training.train_one_epoch
+    lrs = []
+
+    def sixty_seconds(*args, **kwargs):
+        now[0] += 60.0
+        stats = real(*args, **kwargs)
+        lrs.append(stats["lr"])
+        return stats
+
+    monkeypatch.setattr(training, "train_one_epoch", sixty_seconds)
+    opts = tiny_opts(tiny_data, tmp_path / "full", "TRAIN.END_EPOCH", "20", "TRAIN.TIME_BUDGET", "5.5",
+                     "TRAIN.EVAL_INTERVAL", "100")
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *opts]) == 0
+    ckpt = load_file(out_dir(tmp_path / "full") / "checkpoint.pth.tar")
+    assert ckpt["epoch"] == 5 and len(lrs) == 5
+    assert ckpt["time_budget"]["planned"] == 5 and ckpt["time_budget"]["spent_s"] == 300.0
+    assert "wire" in ckpt["metrics"]  # the last planned epoch was validated
+    # the schedule of 5 epochs, not of 20: the last epoch ends near 0
+    assert lrs[-1] < 0.2 * lrs[0] and lrs[2] < lrs[1] < lrs[0]
+
+    def killed_in_epoch_four(*args, **kwargs):
+        if kwargs["epoch"] == 3:
+            raise KeyboardInterrupt
+        return sixty_seconds(*args, **kwargs)
+
+    cut = tmp_path / "cut"
+    monkeypatch.setattr(training, "train_one_epoch", killed_in_epoch_four)
+    opts = tiny_opts(tiny_data, cut, "TRAIN.END_EPOCH", "20", "TRAIN.TIME_BUDGET", "5.5",
+                     "TRAIN.EVAL_INTERVAL", "100")
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *opts]) == 130
+    saved = load_file(out_dir(cut) / "checkpoint.pth.tar")
+    assert saved["epoch"] == 3 and saved["time_budget"]["planned"] == 5
+    monkeypatch.setattr(training, "train_one_epoch", sixty_seconds)
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *opts, "TRAIN.RESUME", "True"]) == 0
+    resumed = load_file(out_dir(cut) / "checkpoint.pth.tar")
+    assert resumed["epoch"] == 5 and resumed["time_budget"]["spent_s"] == 300.0
+    a = load_file(out_dir(tmp_path / "full") / "final_state.pth")
+    b = load_file(out_dir(cut) / "final_state.pth")
+    assert all(torch.equal(a[key], b[key]) for key in a)  # the same plan, the same weights

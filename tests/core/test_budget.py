@@ -1,0 +1,76 @@
+"""TRAIN.TIME_BUDGET's plan: epochs that fit, measured after the first, shrinking never growing."""
+
+from __future__ import annotations
+
+import pytest
+
+from lib.config import ConfigError, get_config
+from lib.core.budget import EpochBudget, finished_epochs
+from tests.tools.conftest import DEMO_CFG
+
+
+def test_plans_after_two_epochs_without_counting_the_first():
+    b = EpochBudget(budget_s=600, max_epochs=100)
+    assert b.update(1, epoch_s=50.0, spent_s=70.0) == 100  # the first epoch: nothing planned yet
+    assert b.planned is None
+    # 10 s per epoch measured, 80 s spent (set-up included): 520 s left, 2 % of it kept free
+    assert b.update(2, epoch_s=10.0, spent_s=80.0) == 2 + 50
+    assert b.planned == 52
+
+
+def test_plan_is_capped_by_end_epoch_and_never_below_what_is_done():
+    assert EpochBudget(600, 20).update(1, 5, 5) == 20 and EpochBudget(600, 20).end == 20
+    fast = EpochBudget(600, 20)
+    fast.update(1, 5, 5)
+    assert fast.update(2, 5, 10) == 20
+    late = EpochBudget(60, 20)
+    late.update(1, 40, 40)
+    assert late.update(2, 30, 70) == 2  # over budget already: stop after this epoch
+
+
+def test_slower_epochs_shrink_the_plan_and_faster_ones_do_not_grow_it():
+    b = EpochBudget(budget_s=300, max_epochs=100)
+    b.update(1, 10, 10)
+    assert b.update(2, 10, 20) == 29  # 27 more of 10 s in 98 % of 280 s
+    for done in range(3, 8):
+        assert b.update(done, 10, 10.0 * done) == 29
+    # epochs now take 20 s: the mean of the last five (10, 10, 10, 10, 20) is 12 s
+    assert b.update(8, 20, 100) == 8 + 200 // 12
+    planned = b.planned
+    for done in range(9, 13):
+        b.update(done, 2, 100 + 2 * (done - 8))
+    assert b.planned <= planned
+
+
+def test_a_resumed_budget_keeps_its_plan_only_under_the_same_settings():
+    saved = EpochBudget(300, 100, spent_s=120.0, planned=30).state()
+    same = EpochBudget.resumed(300, 100, saved)
+    assert (same.planned, same.spent_s, same.end) == (30, 120.0, 30)
+    other = EpochBudget.resumed(600, 100, saved)
+    assert other.planned is None and other.spent_s == 120.0 and other.end == 100
+    assert EpochBudget.resumed(300, 100, None).spent_s == 0.0
+
+
+def test_finished_epochs_reads_the_saved_plan():
+    cfg = get_config(str(DEMO_CFG), ["TRAIN.END_EPOCH", "100", "TRAIN.TIME_BUDGET", "5"])
+    ckpt = {"epoch": 42, "time_budget": EpochBudget(300, 100, planned=42).state()}
+    assert finished_epochs(cfg, ckpt) == 42
+    assert finished_epochs(cfg, {"epoch": 42}) == 100
+    other = get_config(str(DEMO_CFG), ["TRAIN.END_EPOCH", "120", "TRAIN.TIME_BUDGET", "5"])
+    assert finished_epochs(other, ckpt) == 120
+    off = get_config(str(DEMO_CFG), ["TRAIN.END_EPOCH", "100"])
+    assert finished_epochs(off, ckpt) == 100
+
+
+@pytest.mark.parametrize(
+    "opts, words",
+    [
+        (["TRAIN.TIME_BUDGET", "-1"], "TRAIN.TIME_BUDGET is -1.0"),
+        (["TRAIN.TIME_BUDGET", "ten"], "TRAIN.TIME_BUDGET expects float"),
+        (["TRAIN.TIME_BUDGET", "5", "TRAIN.EXTRA_EPOCH", "3"], "main phase only"),
+    ],
+)
+def test_budget_values_no_run_can_honour_are_one_line_errors(opts, words):
+    with pytest.raises(ConfigError, match=words) as err:
+        get_config(str(DEMO_CFG), opts)
+    assert "\n" not in str(err.value)
