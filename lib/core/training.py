@@ -168,6 +168,9 @@ def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) ->
             return {"best_mIoU": best_miou, "last": metrics, "out_dir": paths.out_dir,
                     "stopped": epoch + 1}
         epoch += 1
+    if budget is not None:
+        logger.info("TRAIN.TIME_BUDGET %.1f min: %d epochs trained in %.1f min", budget.budget_s / 60,
+                    end_epoch, (spent_before + time_budget.clock() - started) / 60)
     if main_rank:
         save_atomic(official_state_dict(model, criterion), paths.final)
         writer.close()

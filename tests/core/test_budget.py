@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from lib.config import ConfigError, get_config
@@ -28,18 +30,21 @@ def test_plan_is_capped_by_end_epoch_and_never_below_what_is_done():
     assert late.update(2, 30, 70) == 2  # over budget already: stop after this epoch
 
 
-def test_slower_epochs_shrink_the_plan_and_faster_ones_do_not_grow_it():
+def test_the_plan_follows_the_mean_epoch_time_both_ways_within_the_budget():
     b = EpochBudget(budget_s=300, max_epochs=100)
     b.update(1, 10, 10)
     assert b.update(2, 10, 20) == 29  # 27 more of 10 s in 98 % of 280 s
     for done in range(3, 8):
         assert b.update(done, 10, 10.0 * done) == 29
-    # epochs now take 20 s: the mean of the last five (10, 10, 10, 10, 20) is 12 s
-    assert b.update(8, 20, 100) == 8 + 200 // 12
-    planned = b.planned
-    for done in range(9, 13):
-        b.update(done, 2, 100 + 2 * (done - 8))
-    assert b.planned <= planned
+    # a slow epoch (30 s): the mean of the seven measured is 90 / 7 s; 98 % of the 200 s left
+    assert b.update(8, 30, 100) == 8 + 15 == 8 + math.floor(196 / (90 / 7))
+    spent = 100.0
+    for done in range(9, 40):  # then fast ones: the plan grows back, never past END_EPOCH
+        spent += 2
+        planned = b.update(done, 2, spent)
+        assert done <= planned <= 100
+        assert spent + (planned - done) * (sum(b.times[1:]) / len(b.times[1:])) <= 300
+    assert planned > 29
 
 
 def test_a_resumed_budget_keeps_its_plan_only_under_the_same_settings():
