@@ -14,9 +14,8 @@ keeps both and a killed run does not get its time back.
 Why: "the best model in 15 minutes" is a number of epochs that depends on the machine, its
 load and the number of photos (150 epochs are 9-12.5 minutes for 40 photos of 540x360 on 2
 cores here, and ten times that for 400 photos); a budget in minutes holds on every machine.
-A run with a budget is not reproducible bit for bit (its epoch count depends on the machine's
-speed); the count it chose is logged and saved, and `TRAIN.END_EPOCH <that count>` without a
-budget differs from it only in the first two epochs' learning rates.
+A run with a budget is not reproducible bit for bit (its epoch count, and so its learning
+rates, depend on the machine's speed); the count it trained is logged and saved.
 """
 
 from __future__ import annotations
@@ -75,10 +74,11 @@ class EpochBudget:
         more = math.floor(left_s / per_epoch) if per_epoch > 0 else self.max_epochs
         return max(epochs_done, min(self.max_epochs, epochs_done + max(0, more)))
 
-    def state(self) -> dict:
-        """What a checkpoint keeps (`resumed` reads it back)."""
+    def state(self, spent_s: float) -> dict:
+        """What a checkpoint keeps after `spent_s` seconds in all (`resumed` reads it back)."""
+        self.spent_s = spent_s
         return {"budget_s": self.budget_s, "max_epochs": self.max_epochs,
-                "spent_s": self.spent_s, "planned": self.planned}
+                "spent_s": spent_s, "planned": self.planned}
 
     @classmethod
     def resumed(cls, budget_s: float, max_epochs: int, saved: dict | None) -> EpochBudget:
@@ -94,9 +94,7 @@ class EpochBudget:
 def finished_epochs(cfg, ckpt: dict) -> int:
     """The epoch count a finished run of `cfg` has in its checkpoint `ckpt`: the plan it saved
     under the same TRAIN.TIME_BUDGET and TRAIN.END_EPOCH, else END_EPOCH + EXTRA_EPOCH."""
-    saved = ckpt.get("time_budget") or {}
-    if (cfg.TRAIN.TIME_BUDGET > 0 and saved.get("planned") is not None
-            and saved.get("budget_s") == cfg.TRAIN.TIME_BUDGET * 60
-            and saved.get("max_epochs") == cfg.TRAIN.END_EPOCH):
-        return int(saved["planned"])
+    if cfg.TRAIN.TIME_BUDGET > 0:  # EXTRA_EPOCH is 0 then (lib.config checks)
+        return EpochBudget.resumed(cfg.TRAIN.TIME_BUDGET * 60, cfg.TRAIN.END_EPOCH,
+                                   ckpt.get("time_budget")).end
     return cfg.TRAIN.END_EPOCH + cfg.TRAIN.EXTRA_EPOCH

@@ -89,15 +89,16 @@ def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) ->
     optimizer = build_optimizer(cfg, model)
     scaler = grad_scaler(cfg.TRAIN.AMP, device)  # enabled only for fp16 on CUDA
     progress.update(checkpoint=paths.checkpoint, saved_epoch=None)
-    start_epoch, best_miou, saved_budget = _resume(cfg, paths, info, model, optimizer, scaler)
-    if saved_budget is not None:
+    start_epoch, best_miou, resumed, saved_budget = _resume(cfg, paths, info, model, optimizer,
+                                                            scaler)
+    if resumed:
         progress["saved_epoch"] = start_epoch
     ddp_model = wrap_ddp(model, info)
 
     budget = None  # TRAIN.TIME_BUDGET: the main phase's epoch count is planned from its speed
     if cfg.TRAIN.TIME_BUDGET > 0:
         budget = time_budget.EpochBudget.resumed(
-            cfg.TRAIN.TIME_BUDGET * 60, cfg.TRAIN.END_EPOCH, saved_budget or None)
+            cfg.TRAIN.TIME_BUDGET * 60, cfg.TRAIN.END_EPOCH, saved_budget)
     spent_before = budget.spent_s if budget else 0.0
     end_epoch = budget.end if budget else cfg.TRAIN.END_EPOCH + cfg.TRAIN.EXTRA_EPOCH
     freeze = [s.strip() for s in cfg.TRAIN.FREEZE_LAYERS.split(",") if s.strip()]
@@ -117,10 +118,8 @@ def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) ->
         )  # fmt: skip
         if budget is not None:  # time since the last plan: this epoch, the last one's validation
             now = time_budget.clock()
-            planned = budget.update(epoch + 1, now - mark, spent_before + now - started)
-            planned = broadcast_object(planned)  # rank 0's plan on every rank
-            if budget.planned is not None:
-                budget.planned = planned
+            budget.update(epoch + 1, now - mark, spent_before + now - started)
+            budget.planned = broadcast_object(budget.planned)  # rank 0's plan on every rank
             end_epoch, mark = budget.end, now
         validated = (epoch + 1) % max(1, cfg.TRAIN.EVAL_INTERVAL) == 0 or epoch + 1 == end_epoch
         if validated:
@@ -146,7 +145,8 @@ def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) ->
                     "scaler": scaler.state_dict(),
                     "iteration": (phase_epoch + 1) * iters,
                     "rng": rngs,
-                    **_budget_record(budget, spent_before + time_budget.clock() - started),
+                    **({"time_budget": budget.state(spent_before + time_budget.clock() - started)}
+                       if budget else {}),
                     "metrics": {
                         k: metrics[k]
                         for k in ("miou", "iou", "confusion_matrix", "wire")
@@ -218,18 +218,10 @@ def _model_and_loss(cfg, info: DistInfo, class_weights) -> tuple[nn.Module, nn.M
     return model, build_criterion(cfg, class_weights).to(info.device)
 
 
-def _budget_record(budget: time_budget.EpochBudget | None, spent_s: float) -> dict:
-    """The checkpoint entry of TRAIN.TIME_BUDGET (nothing without a budget)."""
-    if budget is None:
-        return {}
-    budget.spent_s = spent_s
-    return {"time_budget": budget.state()}
-
-
 def _resume(cfg, paths: ExperimentPaths, info: DistInfo, model, optimizer, scaler):
-    """(first epoch, best mIoU so far, the saved TRAIN.TIME_BUDGET record or None when not
-    resumed: {} when the checkpoint has none): TRAIN.BEGIN_EPOCH and 0, or the checkpoint's,
-    with the model, optimizer, scaler and this rank's generators restored from it."""
+    """(first epoch, best mIoU so far, resumed?, the checkpoint's TRAIN.TIME_BUDGET record or
+    None): TRAIN.BEGIN_EPOCH and 0, or the checkpoint's, with the model, optimizer, scaler and
+    this rank's generators restored from it."""
     resume = decide_resume(paths.checkpoint, cfg.TRAIN.RESUME or cfg.AUTO_RESUME, info)
     check_fresh_start(paths.out_dir, resume, cfg.TRAIN.OVERWRITE)
     if info.is_main:
@@ -237,7 +229,7 @@ def _resume(cfg, paths: ExperimentPaths, info: DistInfo, model, optimizer, scale
             say_if_renamed(paths, cfg.dump())
         write_text_atomic(paths.config, cfg.dump(), "the run's config")
     if not resume:
-        return cfg.TRAIN.BEGIN_EPOCH, 0.0, None
+        return cfg.TRAIN.BEGIN_EPOCH, 0.0, False, None
     ckpt = load_file(paths.checkpoint)
     load_weights(model, ckpt, strict=True)
     optimizer.load_state_dict(ckpt["optimizer"])
@@ -248,7 +240,7 @@ def _resume(cfg, paths: ExperimentPaths, info: DistInfo, model, optimizer, scale
         set_rng_state(rngs[info.rank])
     logger.info("resumed from %s at epoch %d (best mIoU %.4f)", paths.checkpoint, ckpt["epoch"],
                 ckpt["best_mIoU"])
-    return ckpt["epoch"], ckpt["best_mIoU"], ckpt.get("time_budget") or {}
+    return ckpt["epoch"], ckpt["best_mIoU"], True, ckpt.get("time_budget")
 
 
 def say_if_renamed(paths: ExperimentPaths, config: str) -> list[Path]:

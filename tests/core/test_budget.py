@@ -48,7 +48,7 @@ def test_the_plan_follows_the_mean_epoch_time_both_ways_within_the_budget():
 
 
 def test_a_resumed_budget_keeps_its_plan_only_under_the_same_settings():
-    saved = EpochBudget(300, 100, spent_s=120.0, planned=30).state()
+    saved = EpochBudget(300, 100, planned=30).state(120.0)
     same = EpochBudget.resumed(300, 100, saved)
     assert (same.planned, same.spent_s, same.end) == (30, 120.0, 30)
     other = EpochBudget.resumed(600, 100, saved)
@@ -58,7 +58,7 @@ def test_a_resumed_budget_keeps_its_plan_only_under_the_same_settings():
 
 def test_finished_epochs_reads_the_saved_plan():
     cfg = get_config(str(DEMO_CFG), ["TRAIN.END_EPOCH", "100", "TRAIN.TIME_BUDGET", "5"])
-    ckpt = {"epoch": 42, "time_budget": EpochBudget(300, 100, planned=42).state()}
+    ckpt = {"epoch": 42, "time_budget": EpochBudget(300, 100, planned=42).state(0.0)}
     assert finished_epochs(cfg, ckpt) == 42
     assert finished_epochs(cfg, {"epoch": 42}) == 100
     other = get_config(str(DEMO_CFG), ["TRAIN.END_EPOCH", "120", "TRAIN.TIME_BUDGET", "5"])
