@@ -12,8 +12,9 @@ validation). The plan and the time spent are saved in every checkpoint, so a res
 keeps both and a killed run does not get its time back.
 
 Why: "the best model in 15 minutes" is a number of epochs that depends on the machine, its
-load and the number of photos (150 epochs are 9-12.5 minutes for 40 photos of 540x360 on 2
-cores here, and ten times that for 400 photos); a budget in minutes holds on every machine.
+load and the number of photos (the real-photo recipe's 210 epochs of 40 photos of 540x360 on 2
+cores took 11-13 minutes here on a fast day and would take 15-23 on a slow one, and ten times
+that for 400 photos); a budget in minutes holds on every machine.
 A run with a budget is not reproducible bit for bit (its epoch count, and so its learning
 rates, depend on the machine's speed); the count it trained is logged and saved.
 """
