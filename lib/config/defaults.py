@@ -48,6 +48,7 @@ _C.LOSS.BALANCE_WEIGHTS = [1.0]  # weight of each output, in the model's output 
 _C.LOSS.OHEM_AUX_MEAN = "official"  # (ours) aux term under OHEM: official | weighted
 _C.LOSS.SKELETON_RECALL = 0.0  # (ours) weight of a wire skeleton-recall term on the main output (0: off)
 _C.LOSS.SKELETON_ITERS = 3  # (ours) soft-skeleton iterations of that term (half the widest wire, in px)
+_C.LOSS.DICE = 0.0  # (ours) weight of a soft-Dice (soft wire F1) term on the main output (0: off)
 
 _C.DATASET = CN()
 _C.DATASET.ROOT = "data/"  # root that list-file paths are relative to (with the dataset name)

@@ -140,7 +140,41 @@ def soft_skeleton(mask: torch.Tensor, iters: int = 3) -> torch.Tensor:
     return skeleton
 
 
-class SkeletonRecall(nn.Module):
+class _WireTerm(nn.Module):
+    """A term on the main output's wire probability added to a base loss (itself possibly a
+    `_WireTerm`); the class weights, ignore label and alignment are the base loss's."""
+
+    def __init__(self, base: nn.Module, weight: float, wire_classes: Sequence[int] = (1,)):
+        super().__init__()
+        self.base = base
+        self.term_weight = float(weight)
+        self.wire_classes = list(wire_classes)
+
+    @property
+    def weight(self):  # the class weights (saved as loss.criterion.weight)
+        return self.base.weight
+
+    @property
+    def ignore_label(self) -> int:
+        return self.base.ignore_label
+
+    @property
+    def align_corners(self) -> bool:
+        return self.base.align_corners
+
+    def wire_probability(self, outputs, target: torch.Tensor):
+        """(wire probability (N, H, W) of the main output at the label size, labelled wire
+        (N, H, W) bool, labelled pixels (N, H, W) bool)."""
+        main = _resize_to(_as_list(outputs)[-1].float(), target, self.align_corners)
+        valid = target != self.ignore_label
+        wire = torch.zeros_like(target, dtype=torch.bool)
+        for c in self.wire_classes:
+            wire |= target == c
+        prob = F.softmax(main, dim=1)[:, self.wire_classes].sum(1)
+        return prob, wire & valid, valid
+
+
+class SkeletonRecall(_WireTerm):
     """`loss + weight * (1 - recall of the labelled wires' skeleton)`, recall measured with the
     predicted wire probability, on the main output only.
 
@@ -148,31 +182,39 @@ class SkeletonRecall(nn.Module):
     skeleton every stretch weighs the same, whatever its width.
     """
 
-    def __init__(self, base: SegmentationLoss, weight: float, wire_classes: Sequence[int] = (1,),
+    def __init__(self, base: nn.Module, weight: float, wire_classes: Sequence[int] = (1,),
                  iters: int = 3):
-        super().__init__()
-        self.base = base
-        self.skeleton_weight = float(weight)
-        self.wire_classes = list(wire_classes)
+        super().__init__(base, weight, wire_classes)
         self.iters = iters
-
-    @property
-    def weight(self):  # the class weights (saved as loss.criterion.weight)
-        return self.base.weight
 
     def forward(self, outputs, target: torch.Tensor) -> torch.Tensor:
         loss = self.base(outputs, target)
-        main = _resize_to(_as_list(outputs)[-1].float(), target, self.base.align_corners)
-        valid = target != self.base.ignore_label
-        wire = torch.zeros_like(target, dtype=torch.bool)
-        for c in self.wire_classes:
-            wire |= target == c
+        prob, wire, _ = self.wire_probability(outputs, target)
         with torch.no_grad():
-            skeleton = soft_skeleton((wire & valid).float().unsqueeze(1), self.iters).squeeze(1)
-        prob = F.softmax(main, dim=1)[:, self.wire_classes].sum(1)
+            skeleton = soft_skeleton(wire.float().unsqueeze(1), self.iters).squeeze(1)
         found = (prob * skeleton).sum() / skeleton.sum().clamp_min(1.0)
         has_wire = (skeleton.sum() > 0).float()  # no wire in the batch: no term
-        return loss + self.skeleton_weight * has_wire * (1.0 - found)
+        return loss + self.term_weight * has_wire * (1.0 - found)
+
+
+class SoftDice(_WireTerm):
+    """`loss + weight * (1 - soft Dice of the wire class)` over the batch's labelled pixels.
+
+    Soft Dice is the F1 score with the wire probability in place of the decision: 2 * sum(p*y)
+    / (sum(p) + sum(y)). Cross-entropy averages over pixels, so a rare class weighs by its
+    pixel count; this term weighs missed wire pixels and false wire pixels alike, whatever
+    the share of wire in the photo, as the F1 the product is scored by does.
+    """
+
+    def forward(self, outputs, target: torch.Tensor) -> torch.Tensor:
+        loss = self.base(outputs, target)
+        prob, wire, valid = self.wire_probability(outputs, target)
+        prob = prob * valid
+        wire = wire.float()
+        inter = (prob * wire).sum()
+        denom = prob.sum() + wire.sum()
+        dice = (2.0 * inter + 1.0) / (denom + 1.0)
+        return loss + self.term_weight * (1.0 - dice)
 
 
 def build_criterion(cfg, class_weights: torch.Tensor | None = None) -> nn.Module:
@@ -187,8 +229,13 @@ def build_criterion(cfg, class_weights: torch.Tensor | None = None) -> nn.Module
                                 aux_mean=cfg.LOSS.OHEM_AUX_MEAN)
     else:
         loss = CrossEntropy(**common)
+    if cfg.LOSS.DICE < 0 or cfg.LOSS.SKELETON_RECALL < 0:
+        raise ValueError(f"LOSS.DICE ({cfg.LOSS.DICE}) and LOSS.SKELETON_RECALL "
+                         f"({cfg.LOSS.SKELETON_RECALL}) are weights: 0 (off) or more")
     if cfg.LOSS.SKELETON_RECALL > 0:
-        return SkeletonRecall(
+        loss = SkeletonRecall(
             loss, cfg.LOSS.SKELETON_RECALL, wire_classes(cfg), cfg.LOSS.SKELETON_ITERS
         )
+    if cfg.LOSS.DICE > 0:
+        loss = SoftDice(loss, cfg.LOSS.DICE, wire_classes(cfg))
     return loss

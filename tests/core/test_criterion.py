@@ -13,6 +13,7 @@ from lib.core.criterion import (
     CrossEntropy,
     OhemCrossEntropy,
     SkeletonRecall,
+    SoftDice,
     build_criterion,
     soft_skeleton,
 )
@@ -118,3 +119,44 @@ def test_skeleton_recall_term_is_opt_in_and_rewards_found_wires():
     x = good.clone().requires_grad_(True)
     crit([x * 0.1, x], target).backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_soft_dice_term_is_opt_in_and_is_one_minus_soft_f1():
+
+    cfg_file = REPO / "experiments" / "daodixian_seg" / "seg_hrnet_ocr_w18_small_v1_demo.yaml"
+    crit = build_criterion(get_config(cfg_file, ["LOSS.DICE", "0.5"]))
+    assert isinstance(crit, SoftDice) and isinstance(crit.base, CrossEntropy)
+    target = torch.zeros(1, 16, 16, dtype=torch.long)
+    target[0, :, 7:9] = 1  # 32 wire pixels
+    target[0, 0, :] = 255  # ignored: neither counts
+    logits = torch.zeros(1, 2, 16, 16)
+    logits[:, 1] = torch.where(target == 1, 3.0, -3.0)
+    logits[:, 0] = -logits[:, 1]
+    base = crit.base
+    gap = crit([logits, logits], target) - base([logits, logits], target)
+    p = torch.sigmoid(torch.tensor(6.0))  # softmax of (+3, -3): the wire probability on wires
+    q = 1 - p  # and off them
+    n_wire, n_bg = 30.0, 15 * 16 - 30.0
+    dice = (2 * p * n_wire + 1) / (p * n_wire + q * n_bg + n_wire + 1)
+    assert gap.item() == pytest.approx(0.5 * (1 - dice.item()), rel=1e-4)
+    # a perfect decision costs almost nothing, the inverse costs the full weight
+    sure = logits * 10
+    assert (crit([sure, sure], target) - base([sure, sure], target)).item() < 1e-3
+    assert (crit([-sure, -sure], target) - base([-sure, -sure], target)).item() == pytest.approx(0.5, abs=1e-2)
+    x = logits.clone().requires_grad_(True)
+    crit([x, x], target).backward()
+    assert torch.isfinite(x.grad).all() and x.grad[0, 1][target[0] == 1].lt(0).all()
+
+
+def test_wire_terms_stack_and_reject_negative_weights():
+
+    cfg_file = REPO / "experiments" / "daodixian_seg" / "seg_hrnet_ocr_w18_small_v1_demo.yaml"
+    crit = build_criterion(get_config(cfg_file, ["LOSS.DICE", "1.0", "LOSS.SKELETON_RECALL", "1.0"]))
+    assert isinstance(crit, SoftDice) and isinstance(crit.base, SkeletonRecall)
+    assert crit.ignore_label == 255 and crit.weight is None
+    scores, target = _data()
+    target = target.clamp(max=1).masked_fill(target == 255, 255)
+    two = [s[:, :2] for s in scores]
+    assert torch.isfinite(crit(two, target))
+    with pytest.raises(ValueError, match="LOSS.DICE"):
+        build_criterion(get_config(cfg_file, ["LOSS.DICE", "-1"]))
