@@ -159,6 +159,10 @@ def _check_values(cfg: CfgNode, source: str) -> None:
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{key} is {value} {where}; it must be greater than 0")
+    for key in ("LOSS.DICE", "LOSS.SKELETON_RECALL"):
+        section, leaf = key.split(".")
+        if not 0 <= cfg[section][leaf] < float("inf"):
+            raise ConfigError(f"{key} is {cfg[section][leaf]} {where}; a weight: 0 (off) or more")
     if cfg.TRAIN.EXTRA_EPOCH > 0 and not cfg.TRAIN.EXTRA_LR > 0:
         raise ConfigError(f"TRAIN.EXTRA_LR is {cfg.TRAIN.EXTRA_LR} {where}; it must be greater than 0")
     if cfg.TRAIN.END_EPOCH < 0 or cfg.TRAIN.EXTRA_EPOCH < 0:

@@ -229,9 +229,6 @@ def build_criterion(cfg, class_weights: torch.Tensor | None = None) -> nn.Module
                                 aux_mean=cfg.LOSS.OHEM_AUX_MEAN)
     else:
         loss = CrossEntropy(**common)
-    if cfg.LOSS.DICE < 0 or cfg.LOSS.SKELETON_RECALL < 0:
-        raise ValueError(f"LOSS.DICE ({cfg.LOSS.DICE}) and LOSS.SKELETON_RECALL "
-                         f"({cfg.LOSS.SKELETON_RECALL}) are weights: 0 (off) or more")
     if cfg.LOSS.SKELETON_RECALL > 0:
         loss = SkeletonRecall(
             loss, cfg.LOSS.SKELETON_RECALL, wire_classes(cfg), cfg.LOSS.SKELETON_ITERS
