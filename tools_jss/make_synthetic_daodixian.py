@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         default="demo",
         help="demo: wide visible wires (the demo); real: thin, low-contrast, occluded wires "
         "among hard negatives; aerial: 1.5-5 px sunlit or dark wires over ground with fine "
-        "natural texture (canopy, scrub with twigs, fields) and hard negatives",
+        "natural texture (canopy, scrub with twigs, fields) and hard negatives; canopy: aerial "
+        "plus thin curved gaps between leaf clusters and bare branches (not wires)",
     )
     args = parser.parse_args(argv)
     if args.num < 1 or args.width < 64 or args.height < 64:

@@ -20,6 +20,10 @@ calm water above a wavy horizon or filling the frame; 1-3 spans of 1-4 parallel 
 wide with perspective, dark against sky and bright ground, sunlit against dark ground, now and
 then cut by foliage or with their shadow on the ground; the hard negatives of the "real" style;
 a slight blur and sensor noise.
+
+`style="canopy"` (opt-in) is the "aerial" one with what real canopy and scrub hold at the
+wires' scale on its ground: networks of thin curved dark gaps between leaf clusters (and lit
+leaf edges), and tangles of bare branches that fork; none of them labelled.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ import numpy as np
 from lib.datasets.annotations import write_platform_json
 
 __all__ = ["background", "catenary", "wire_polygon", "draw_wire", "contrasting_grey",
-           "make_image", "make_real_image", "generate", "STYLES"]
+           "make_image", "make_real_image", "make_aerial_image", "make_canopy_image", "generate",
+           "STYLES"]
 
 
 def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -333,10 +338,65 @@ def make_real_image(
     return image, polygons
 
 
-def _natural_ground(rng: np.random.Generator, width: int, height: int, scale: float) -> np.ndarray:
+def _ridges(rng: np.random.Generator, width: int, height: int, cells: int,
+            half_width: float) -> np.ndarray:
+    """Float32 (height, width) in [0, 1]: 1 on the zero-crossings of a smooth random field
+    (`cells` across the width), fading to 0 `half_width` px away: a network of thin curved
+    lines, closed loops and forks, like the gaps between leaf clusters."""
+    grid = rng.normal(0, 1, (max(2, cells * height // width + 1), cells + 1)).astype(np.float32)
+    field = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
+    gy, gx = np.gradient(field)
+    distance = np.abs(field) / (np.hypot(gx, gy) + 1e-6)  # px to the nearest zero-crossing
+    return np.clip(1 - distance / half_width, 0, 1)
+
+
+def _branch(rng: np.random.Generator, image: np.ndarray, start: np.ndarray, heading: float,
+            length: float, depth: int, tone: tuple) -> None:
+    """A bare branch: a slightly bent 1-px stroke that forks into two thinner, shorter ones."""
+    points, p = [start], start
+    for _ in range(4):
+        heading += rng.normal(0, 0.25)
+        p = p + length / 4 * np.array([np.cos(heading), np.sin(heading)])
+        points.append(p)
+    cv2.polylines(image, [np.asarray(points, np.int32)], False, tone, 1, cv2.LINE_AA)
+    if depth > 0:
+        for turn in (-1, 1):
+            _branch(rng, image, p, heading + turn * rng.uniform(0.3, 0.9),
+                    length * rng.uniform(0.5, 0.8), depth - 1, tone)
+
+
+def _fine_foliage(rng: np.random.Generator, image: np.ndarray, scale: float) -> None:
+    """What real canopy and scrub hold at the wires' scale and the "aerial" ground lacks, drawn
+    in place (never labelled): dark gaps between leaf clusters (networks of thin curved lines
+    over part of the ground), lit leaf edges (the same, bright), and tangles of bare branches
+    that fork, dark or sunlit grey."""
+    height, width = image.shape[:2]
+    patches = cv2.resize(rng.normal(0, 1, (3, 4)).astype(np.float32), (width, height),
+                         interpolation=cv2.INTER_CUBIC)
+    where = np.clip(patches + rng.uniform(-0.5, 1.0), 0, 1)[..., None]  # textured part of the ground
+    for _ in range(int(rng.integers(2, 5))):
+        lines = _ridges(rng, width, height, int(rng.uniform(20, 90) * width / (540 * scale)) + 1,
+                        rng.uniform(0.6, 1.6) * scale)[..., None] * where
+        if rng.random() < 0.7:  # dark gaps
+            image *= 1 - rng.uniform(0.4, 0.85) * lines
+        else:  # lit edges
+            image += rng.uniform(30, 90) * lines
+    for _ in range(int(rng.integers(0, 4))):  # a bare tree or shrub seen from above
+        centre = np.array([rng.uniform(0, width), rng.uniform(0, height)])
+        pale = rng.random() < 0.5
+        for _ in range(int(rng.integers(3, 9))):
+            grey = rng.uniform(140, 210) if pale else rng.uniform(20, 70)
+            tone = tuple(float(grey + d) for d in rng.normal(0, 6, 3))
+            _branch(rng, image, centre + rng.normal(0, 6, 2) * scale, rng.uniform(0, 2 * np.pi),
+                    rng.uniform(15, 45) * scale, int(rng.integers(2, 5)), tone)
+
+
+def _natural_ground(rng: np.random.Generator, width: int, height: int, scale: float,
+                    fine: bool = False) -> np.ndarray:
     """Float32 RGB ground with fine natural texture everywhere: multi-octave brightness over the
     fields, then forest canopy (crowns, each lit on one side with its shadow on the other) or
-    scrub (bushes and hundreds of short twigs, thin lines that are not wires), or bare fields."""
+    scrub (bushes and hundreds of short twigs, thin lines that are not wires), or bare fields;
+    with `fine`, `_fine_foliage` on top (before any sky)."""
     image = background(rng, width, height).astype(np.float32)
     texture = np.zeros((height, width), np.float32)
     for cells, amp in ((3, 1.0), (9, 0.6), (27, 0.45), (81, 0.35), (200, 0.3), (500, 0.3)):
@@ -373,6 +433,9 @@ def _natural_ground(rng: np.random.Generator, width: int, height: int, scale: fl
             grey = rng.uniform(15, 70) if rng.random() < 0.7 else rng.uniform(150, 230)
             cv2.line(image, tuple(a.astype(int)), tuple(b.astype(int)),
                      tuple(float(grey + d) for d in rng.normal(0, 6, 3)), 1, cv2.LINE_AA)
+    if fine:
+        _fine_foliage(rng, image, scale)
+        image = np.clip(image, 0, 255)
     if rng.random() < 0.3:  # sky or calm water, above a horizon or filling the photo
         overcast = rng.random() < 0.4
         top = (np.full(3, rng.uniform(170, 235)) if overcast else
@@ -395,11 +458,12 @@ def _natural_ground(rng: np.random.Generator, width: int, height: int, scale: fl
 
 
 def make_aerial_image(
-    rng: np.random.Generator, width: int = 960, height: int = 540
+    rng: np.random.Generator, width: int = 960, height: int = 540, fine: bool = False
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """One photo in the "aerial" style (see the module doc) and its wire polygons in pixels."""
+    """One photo in the "aerial" style (see the module doc) and its wire polygons in pixels;
+    `fine`: the "canopy" style (fine foliage texture on the ground)."""
     scale = min(width, height) / 360.0  # sizes as in 540x360 inspection photos
-    image = _natural_ground(rng, width, height, scale)
+    image = _natural_ground(rng, width, height, scale, fine)
     _hard_negatives(rng, image, scale)
     clean = image.copy()
     polygons = []
@@ -427,7 +491,15 @@ def make_aerial_image(
     return np.clip(image + noise, 0, 255).astype(np.uint8), polygons
 
 
-STYLES = {"demo": make_image, "real": make_real_image, "aerial": make_aerial_image}
+def make_canopy_image(
+    rng: np.random.Generator, width: int = 960, height: int = 540
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One photo in the "canopy" style: the "aerial" one with `_fine_foliage` on its ground."""
+    return make_aerial_image(rng, width, height, fine=True)
+
+
+STYLES = {"demo": make_image, "real": make_real_image, "aerial": make_aerial_image,
+          "canopy": make_canopy_image}
 
 
 def generate(
@@ -442,7 +514,8 @@ def generate(
     """Write `num` JPEGs to `out`/images and ONE platform JSON `out`/annotations.json; return its path.
 
     style: "demo" (the demo's wide, visible wires), "real" (thin, low-contrast, occluded
-    wires among hard negatives) or "aerial" (natural ground texture, sky; see the module doc)."""
+    wires among hard negatives), "aerial" (natural ground texture, sky; see the module doc) or
+    "canopy" (the aerial one with fine foliage texture: thin curved gaps, bare branches)."""
     if style not in STYLES:
         raise ValueError(f"style {style!r}; known: {', '.join(STYLES)}")
     out = Path(out)

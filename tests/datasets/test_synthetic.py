@@ -12,7 +12,13 @@ from lib.config import get_config
 from lib.datasets import build_dataset
 from lib.datasets.conversion import ConvertOptions, convert
 from lib.datasets.decode import decode_image, decode_label
-from lib.datasets.synthetic import generate, make_aerial_image, make_image, make_real_image
+from lib.datasets.synthetic import (
+    generate,
+    make_aerial_image,
+    make_canopy_image,
+    make_image,
+    make_real_image,
+)
 
 
 def test_generator_is_deterministic_from_the_seed():
@@ -115,11 +121,9 @@ def test_real_style_is_thin_low_contrast_and_keeps_the_conventions(tmp_path):
         generate(tmp_path / "x", num=1, style="photo")
 
 
-def test_aerial_style_is_deterministic_textured_and_keeps_the_conventions(tmp_path):
-    images, labels = _generated_pairs(tmp_path, "aerial", 4, make_aerial_image)
-    assert 0.002 < np.mean([lab.mean() for lab in labels]) < 0.06  # 1.5-5 px wires
-    # labelled pixels sit on the drawn wires: a 15-px median erases thin lines, so they stand
-    # out from it; the same labels moved by 2 px down or up stand out less
+def _assert_labels_on_wires(images, labels):
+    """Labelled pixels sit on the drawn wires: a 15-px median erases thin lines, so they stand
+    out from it; the same labels moved by 2 px down or up stand out less."""
     def on_wires(shift):
         ratios = []
         for image, label in zip(images, labels):
@@ -129,6 +133,30 @@ def test_aerial_style_is_deterministic_textured_and_keeps_the_conventions(tmp_pa
         return np.median(ratios)
 
     assert on_wires(0) > 2.0 and on_wires(0) > on_wires(2) and on_wires(0) > on_wires(-2)
+
+
+def _thin_dark_lines(image, label) -> float:
+    """Share of the wire-free pixels on a thin dark line (a black top-hat of 5 px above 25)."""
+    grey = image.mean(-1).astype(np.uint8)
+    tophat = cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, np.ones((5, 5), np.uint8))
+    away = cv2.dilate(label.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+    return float((tophat[away] > 25).mean())
+
+
+def test_canopy_style_adds_thin_lines_that_are_not_wires(tmp_path):
+    images, labels = _generated_pairs(tmp_path / "canopy", "canopy", 4, make_canopy_image)
+    _assert_labels_on_wires(images, labels)
+    assert 0.002 < np.mean([lab.mean() for lab in labels]) < 0.06
+    aerial, aerial_labels = _generated_pairs(tmp_path / "aerial", "aerial", 4, make_aerial_image)
+    canopy_lines = np.median([_thin_dark_lines(i, lab) for i, lab in zip(images, labels)])
+    aerial_lines = np.median([_thin_dark_lines(i, lab) for i, lab in zip(aerial, aerial_labels)])
+    assert canopy_lines > 1.5 * aerial_lines, (canopy_lines, aerial_lines)
+
+
+def test_aerial_style_is_deterministic_textured_and_keeps_the_conventions(tmp_path):
+    images, labels = _generated_pairs(tmp_path, "aerial", 4, make_aerial_image)
+    assert 0.002 < np.mean([lab.mean() for lab in labels]) < 0.06  # 1.5-5 px wires
+    _assert_labels_on_wires(images, labels)
     # fine texture away from the wires in most photos (canopy, scrub, fields); sky is smooth
     grain = [np.abs(img - cv2.GaussianBlur(img, (0, 0), 2)).mean() for img in images]
     assert np.median(grain) > 2.0
