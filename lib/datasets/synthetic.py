@@ -338,13 +338,18 @@ def make_real_image(
     return image, polygons
 
 
+def _smooth_noise(rng: np.random.Generator, width: int, height: int, cells: int) -> np.ndarray:
+    """Float32 (height, width) Gaussian noise on a grid of `cells` across the width, cubic."""
+    grid = rng.normal(0, 1, (max(2, cells * height // width + 1), cells + 1)).astype(np.float32)
+    return cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
 def _ridges(rng: np.random.Generator, width: int, height: int, cells: int,
             half_width: float) -> np.ndarray:
     """Float32 (height, width) in [0, 1]: 1 on the zero-crossings of a smooth random field
     (`cells` across the width), fading to 0 `half_width` px away: a network of thin curved
     lines, closed loops and forks, like the gaps between leaf clusters."""
-    grid = rng.normal(0, 1, (max(2, cells * height // width + 1), cells + 1)).astype(np.float32)
-    field = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
+    field = _smooth_noise(rng, width, height, cells)
     gy, gx = np.gradient(field)
     distance = np.abs(field) / (np.hypot(gx, gy) + 1e-6)  # px to the nearest zero-crossing
     return np.clip(1 - distance / half_width, 0, 1)
@@ -400,8 +405,7 @@ def _natural_ground(rng: np.random.Generator, width: int, height: int, scale: fl
     image = background(rng, width, height).astype(np.float32)
     texture = np.zeros((height, width), np.float32)
     for cells, amp in ((3, 1.0), (9, 0.6), (27, 0.45), (81, 0.35), (200, 0.3), (500, 0.3)):
-        grid = rng.normal(0, 1, (max(2, cells * height // width + 1), cells + 1)).astype(np.float32)
-        texture += amp * cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
+        texture += amp * _smooth_noise(rng, width, height, cells)
     image *= 1 + rng.uniform(0.1, 0.25) * texture[..., None]
     kind = rng.random()
     light = rng.uniform(0, 2 * np.pi)  # where the sun comes from
@@ -435,7 +439,6 @@ def _natural_ground(rng: np.random.Generator, width: int, height: int, scale: fl
                      tuple(float(grey + d) for d in rng.normal(0, 6, 3)), 1, cv2.LINE_AA)
     if fine:
         _fine_foliage(rng, image, scale)
-        image = np.clip(image, 0, 255)
     if rng.random() < 0.3:  # sky or calm water, above a horizon or filling the photo
         overcast = rng.random() < 0.4
         top = (np.full(3, rng.uniform(170, 235)) if overcast else
