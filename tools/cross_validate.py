@@ -15,6 +15,12 @@ threshold). It prints one row per fold, the mean and the worst, and the threshol
 all folds together: the TEST.WIRE_THRESHOLD to give a model trained on every photo with the
 same recipe. Everything goes to OUTPUT_DIR/<dataset>/<cfg name>_cv.json.
 
+--zoom 0.5,1,2,3,4 also scores every held-out photo as if the camera were closer or further
+(TEST.ZOOM: zoom z > 1 is the photo's centre 1/z upscaled z times, bilinear for the photo and
+nearest for the label before DATASET.LABEL_DILATE; z < 1 the photo downscaled): wires z times
+wider or narrower than the photos hold. It prints the mean and worst-fold wire F1 per zoom and
+how far each zoom falls below zoom 1.
+
 A fold whose training finished earlier is not trained again (its checkpoint holds its
 scores) unless --overwrite, and its held-out scores are kept (cv_eval.json in its folder)
 while the test settings are the same; a killed run resumes its fold with TRAIN.RESUME.
@@ -50,7 +56,25 @@ def parse_args(argv=None):
     parser.add_argument("--folds", required=True, type=Path, help="folder of fold<k>_*.lst files")
     parser.add_argument("--only", default="", help="comma-separated fold numbers (default: all)")
     parser.add_argument("--overwrite", action="store_true", help="train folds again that are done")
+    parser.add_argument("--zoom", default="1",
+                        help="comma-separated zooms to score each fold at (default 1; e.g. "
+                        "0.5,1,2,3,4)")
     return cli.parse(parser, argv)
+
+
+def parse_zooms(text: str) -> list[float]:
+    """'0.5,1,2' -> [1.0, 0.5, 2.0]: zoom 1 first (the main table), each zoom once, all > 0."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--zoom {text}: not a comma-separated list of numbers") from None
+    if not values or not all(0 < v < float("inf") for v in values):
+        raise ValueError(f"--zoom {text}: every zoom must be a number > 0")
+    return [1.0, *dict.fromkeys(v for v in values if v != 1.0)]
+
+
+def eval_file(zoom: float) -> str:
+    return EVAL_FILE if zoom == 1 else f"cv_eval_zoom{zoom:g}.json"
 
 
 def find_folds(folder: Path) -> list[int]:
@@ -95,7 +119,8 @@ def run_fold(args, k: int):
         cfg.freeze()
         train(cfg, name)
         cfg.defrost()
-        (out / EVAL_FILE).unlink(missing_ok=True)  # new weights: score them again
+        for stale in out.glob("cv_eval*.json"):  # new weights: score them again
+            stale.unlink(missing_ok=True)
     cfg.TEST.MODEL_FILE = str(done)
     cfg.TEST.WIRE_THRESHOLD = -1.0  # argmax; the threshold columns come from the sweep
     cfg.freeze()
@@ -113,12 +138,13 @@ def eval_settings(cfg) -> dict:
         "label_dilate": int(cfg.DATASET.LABEL_DILATE),
         "thresholds": list(DEFAULT_THRESHOLDS),
         "test_set": cfg.DATASET.TEST_SET,
+        **({"zoom": float(cfg.TEST.ZOOM)} if cfg.TEST.ZOOM != 1 else {}),
     }
 
 
 def score_fold(cfg, out: Path, k: int) -> dict:
     """The fold's held-out scores at argmax and its threshold-sweep counts (kept on disk)."""
-    path = out / EVAL_FILE
+    path = out / eval_file(cfg.TEST.ZOOM)
     settings = eval_settings(cfg)
     if path.is_file():
         try:
@@ -139,8 +165,8 @@ def score_fold(cfg, out: Path, k: int) -> dict:
         "counts": sweep.counts.tolist(),
     }
     write_text_atomic(path, json.dumps(record))
-    logger.info("fold %d: wire F1 %.4f on %d held-out photos", k, record["scores"]["f1"],
-                sweep.images)
+    logger.info("fold %d: wire F1 %.4f on %d held-out photos%s", k, record["scores"]["f1"],
+                sweep.images, f" at zoom {cfg.TEST.ZOOM:g}" if cfg.TEST.ZOOM != 1 else "")
     return record
 
 
@@ -186,6 +212,40 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def at_zoom(cfg, zoom: float):
+    """A copy of the fold's config that scores at TEST.ZOOM `zoom`."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.TEST.ZOOM = float(zoom)
+    cfg.freeze()
+    return cfg
+
+
+def zoom_summary(by_zoom: dict[float, dict[int, dict]]) -> dict:
+    """Per zoom: each fold's argmax scores, their mean and worst, and the mean F1's fall
+    below zoom 1's."""
+    out = {}
+    for zoom, records in by_zoom.items():
+        rows = {k: dict(r["scores"]) for k, r in records.items()}
+        mean = {c: statistics.fmean(r[c] for r in rows.values()) for c in (*KEYS, "miou")}
+        worst = {c: min(r[c] for r in rows.values()) for c in (*KEYS, "miou")}
+        out[f"{zoom:g}"] = {"folds": rows, "mean": mean, "worst": worst}
+    base = out["1"]["mean"]["f1"]
+    for row in out.values():
+        row["drop_from_zoom_1"] = base - row["mean"]["f1"]
+    return out
+
+
+def zoom_table(zooms: dict) -> str:
+    head = f"{'zoom':>6}  {'mean F1':>7}  {'worst':>7}  {'mean P':>7}  {'mean R':>7}  {'below zoom 1':>12}"
+    lines = [head]
+    for zoom, row in sorted(zooms.items(), key=lambda item: float(item[0])):
+        m = row["mean"]
+        lines.append(f"{zoom:>6}  {m['f1']:>7.4f}  {row['worst']['f1']:>7.4f}  "
+                     f"{m['precision']:>7.4f}  {m['recall']:>7.4f}  {row['drop_from_zoom_1']:>12.4f}")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     records: dict[int, dict] = {}
@@ -194,6 +254,7 @@ def main(argv=None) -> int:
 
 def cross_validate(args, records: dict) -> None:
     """Train and score the folds (into `records`), write the summary json and print it."""
+    parse_zooms(args.zoom)  # a bad --zoom: one line before any training
     numbers = find_folds(args.folds)
     if args.only:
         wanted = {int(v) for v in args.only.split(",") if v.strip()}
@@ -201,9 +262,14 @@ def cross_validate(args, records: dict) -> None:
         if unknown:
             raise ValueError(f"--only {args.only}: no fold {unknown[0]} in {args.folds}")
         numbers = [k for k in numbers if k in wanted]
+    zooms = parse_zooms(args.zoom)
+    by_zoom: dict[float, dict[int, dict]] = {z: {} for z in zooms}
     for k in numbers:
         cfg, out = run_fold(args, k)
-        records[k] = score_fold(cfg, out, k)
+        records[k] = score_fold(at_zoom(cfg, 1.0), out, k)
+        by_zoom[1.0][k] = records[k]
+        for zoom in zooms[1:]:
+            by_zoom[zoom][k] = score_fold(at_zoom(cfg, zoom), out, k)
     cfg = get_config(args.cfg, args.opts)
     summary = {
         "cfg": args.cfg,
@@ -211,6 +277,8 @@ def cross_validate(args, records: dict) -> None:
         **summarise(records),
         "test": {key: eval_settings(cfg)[key] for key in ("scales", "flip", "tolerance")},
     }
+    if len(zooms) > 1:
+        summary["zoom"] = zoom_summary(by_zoom)
     path = ExperimentPaths.of(cfg, config_name(args.cfg)).cv_summary()
     write_text_atomic(path, json.dumps(summary, indent=2), "the cross-validation summary")
     print(table(summary))
@@ -223,6 +291,9 @@ def cross_validate(args, records: dict) -> None:
               f"threshold picked on the other folds.\nA model trained on all these photos with "
               f"this recipe: TEST.WIRE_THRESHOLD {pooled['threshold']:.2f} (picked on all folds' "
               f"held-out photos, F1 {pooled['f1']:.4f} there)", end="")
+    if "zoom" in summary:
+        print("\nwire F1 at argmax as if the camera were closer (zoom > 1) or further (< 1):")
+        print(zoom_table(summary["zoom"]), end="")
     print(f"\n{path}")
 
 

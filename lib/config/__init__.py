@@ -181,6 +181,19 @@ def _check_values(cfg: CfgNode, source: str) -> None:
             f"TEST.WIRE_THRESHOLD is {cfg.TEST.WIRE_THRESHOLD} {where}; use a value in (0, 1), "
             "0 (picked file or argmax) or -1 (argmax)"
         )
+    if not 0 <= cfg.DATASET.MIX_RATIO < float("inf"):
+        raise ConfigError(f"DATASET.MIX_RATIO is {cfg.DATASET.MIX_RATIO} {where}; 0 (off) or more")
+    if cfg.DATASET.MIX_RATIO > 0 and not cfg.DATASET.MIX_SET:
+        raise ConfigError(
+            f"DATASET.MIX_RATIO is {cfg.DATASET.MIX_RATIO} but DATASET.MIX_SET is empty {where}; "
+            "name the list to mix in"
+        )
+    if not 0 < cfg.TEST.ZOOM < float("inf"):
+        raise ConfigError(f"TEST.ZOOM is {cfg.TEST.ZOOM} {where}; give a zoom > 0 (1: the photo as it is)")
+    if not 0 <= cfg.TRAIN.AUG_ZOOM <= 1:
+        raise ConfigError(f"TRAIN.AUG_ZOOM is {cfg.TRAIN.AUG_ZOOM} {where}; a probability in [0, 1]")
+    if not 1 <= cfg.TRAIN.AUG_ZOOM_MAX < float("inf"):
+        raise ConfigError(f"TRAIN.AUG_ZOOM_MAX is {cfg.TRAIN.AUG_ZOOM_MAX} {where}; a zoom of 1 or more")
     if not list(cfg.TEST.SCALE_LIST) or not all(v > 0 for v in cfg.TEST.SCALE_LIST):
         raise ConfigError(f"TEST.SCALE_LIST is {list(cfg.TEST.SCALE_LIST)} {where}; give scales > 0")
 

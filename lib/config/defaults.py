@@ -56,6 +56,9 @@ _C.DATASET.DATASET = "cityscapes"  # cityscapes | daodixian_seg | list
 _C.DATASET.NUM_CLASSES = 19  # number of classes the model predicts
 _C.DATASET.TRAIN_SET = "list/cityscapes/train.lst"  # training list, relative to ROOT
 _C.DATASET.EXTRA_TRAIN_SET = ""  # list used for the TRAIN.EXTRA_EPOCH phase
+_C.DATASET.MIX_SET = ""  # (ours) a second training list (e.g. generated photos) mixed into every epoch at MIX_RATIO
+_C.DATASET.MIX_ROOT = ""  # (ours) root that MIX_SET and its paths are relative to (empty: ROOT)
+_C.DATASET.MIX_RATIO = 0.0  # (ours) MIX_SET samples per TRAIN_SET sample in each epoch (0: off)
 _C.DATASET.TEST_SET = "list/cityscapes/val.lst"  # validation / test list, relative to ROOT
 _C.DATASET.SKIP_BAD_SAMPLES = False  # (ours) skip and count unreadable samples, else fail
 _C.DATASET.CLASS_WEIGHTS = []  # (ours) explicit class weights; empty: the dataset's own
@@ -103,6 +106,8 @@ _C.TRAIN.AUG_BLUR = 0.0  # (ours) probability of a Gaussian blur of the crop
 _C.TRAIN.AUG_NOISE = 0.0  # (ours) probability of Gaussian noise on the crop
 _C.TRAIN.AUG_JPEG = 0.0  # (ours) probability of JPEG re-encoding the crop (quality 30-90)
 _C.TRAIN.AUG_PASTE_WIRES = 0.0  # (ours) probability of pasting generated wires (label updated)
+_C.TRAIN.AUG_ZOOM = 0.0  # (ours) probability of zooming a crop in by up to AUG_ZOOM_MAX on top of the random scale (wider wires)
+_C.TRAIN.AUG_ZOOM_MAX = 4.0  # (ours) largest zoom of TRAIN.AUG_ZOOM, drawn log-uniformly from [1, this]
 _C.TRAIN.TIME_BUDGET = 0.0  # (ours) minutes: train as many main-phase epochs as fit, at most END_EPOCH (0: off)
 _C.TRAIN.STOP_AFTER_EPOCH = 0  # (ours) stop once epoch N is saved, schedule unchanged (0: never)
 
@@ -126,6 +131,7 @@ _C.TEST.TILE_SCALE = 1.0  # (ours) tools/predict.py runs at this fraction of nat
 _C.TEST.WIRE_CLASSES = []  # (ours) class ids scored by wire P/R/F1 + clDice; empty: [1] for daodixian_seg
 _C.TEST.WIRE_TOLERANCE = 0.0075  # (ours) wire metric tolerance: < 1 fraction of the diagonal, >= 1 pixels
 _C.TEST.WIRE_THRESHOLD = 0.0  # (ours) wire where P(wire) >= this; 0: picked file or argmax; -1: argmax
+_C.TEST.ZOOM = 1.0  # (ours) score photos as if the camera were closer: > 1 the centre 1/ZOOM upscaled ZOOM times, < 1 downscaled (labels before LABEL_DILATE)
 _C.TEST.SAVE_PROB = False  # (ours) test.py / predict.py also write 8-bit wire probability PNGs (probs/)
 
 _C.DEBUG = CN()

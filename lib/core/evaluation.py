@@ -87,6 +87,13 @@ def evaluate(
     has_labels = getattr(dataset, "has_labels", True)
     save_dir = paths.results(has_labels) if save else None
     crop_w, crop_h = cfg.TEST.IMAGE_SIZE
+    base_size = cfg.TEST.BASE_SIZE
+    if cfg.TEST.ZOOM < 1:  # a photo from further away is predicted at its own, smaller size
+        shrink = cfg.TEST.ZOOM
+        base_size = max(1, round(base_size * shrink))
+        crop_w, crop_h = max(1, round(crop_w * shrink)), max(1, round(crop_h * shrink))
+    if cfg.TEST.ZOOM != 1:
+        logger.info("photos zoomed %gx (TEST.ZOOM)", cfg.TEST.ZOOM)
     metrics = testval(
         model,
         loader,
@@ -94,7 +101,7 @@ def evaluate(
         ignore_label=cfg.TRAIN.IGNORE_LABEL,
         scales=list(cfg.TEST.SCALE_LIST),
         flip=cfg.TEST.FLIP_TEST,
-        base_size=cfg.TEST.BASE_SIZE,
+        base_size=base_size,
         crop_size=(crop_h, crop_w),
         align_corners=cfg.MODEL.ALIGN_CORNERS,
         output_index=cfg.TEST.OUTPUT_INDEX,
@@ -114,6 +121,7 @@ def evaluate(
         metrics["model_file"] = str(model_file)
         metrics["test_set"] = cfg.DATASET.TEST_SET
         metrics["wire_threshold"] = threshold if threshold > 0 else "argmax"
+        metrics["zoom"] = float(cfg.TEST.ZOOM)
         write_text_atomic(paths.test_metrics, json.dumps(metrics, indent=2), "the metrics")
     if info.is_main and save_dir is not None:
         logger.info("predictions: %s", save_dir)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tensorboardX import SummaryWriter
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from lib.config import ExperimentPaths
@@ -43,6 +43,7 @@ from lib.utils.checkpoint import (
 from lib.utils.distributed import (
     DistInfo,
     DistributedSetupError,
+    MixSampler,
     ShardSampler,
     all_gather_object,
     all_gather_tensor,
@@ -188,6 +189,8 @@ def _datasets_and_loaders(cfg, info: DistInfo) -> tuple:
     sets = {key: limit(build_dataset(cfg, split), n) for key, (split, n, _) in splits.items()}
     loaders = {key: make_loader(cfg, sets[key], info, train=training)
                for key, (_, _, training) in splits.items()}
+    if cfg.DATASET.MIX_RATIO > 0:  # (ours) DATASET.MIX_SET mixed into every main-phase epoch
+        loaders["train"] = _mixed_loader(cfg, sets["train"], build_dataset(cfg, "mix"), info)
     loaders.setdefault("extra", None)
     if cfg.DATASET.CACHE_DIR and info.is_main:
         logger.info("decode cache: %s (each training photo decoded once, kept there; "
@@ -199,6 +202,29 @@ def _datasets_and_loaders(cfg, info: DistInfo) -> tuple:
             "process(es)"
         )
     return sets["train"], loaders
+
+
+def _mixed_loader(cfg, own, mixed, info: DistInfo) -> DataLoader:
+    """The main phase's loader over `own` plus round(MIX_RATIO * len(own)) samples of `mixed`
+    in each epoch (MixSampler: seeded by SEED and the epoch, sharded over the ranks)."""
+    per_epoch = round(cfg.DATASET.MIX_RATIO * len(own))
+    if len(mixed) == 0:
+        raise ValueError(f"{cfg.DATASET.MIX_SET}: the list to mix in holds no samples")
+    if info.is_main:
+        logger.info("each epoch: %d samples of %s and %d of %s (DATASET.MIX_RATIO %g)", len(own),
+                    cfg.DATASET.TRAIN_SET, per_epoch, cfg.DATASET.MIX_SET, cfg.DATASET.MIX_RATIO)
+    sampler = MixSampler(len(own), len(mixed), per_epoch, cfg.SEED, shuffle=cfg.TRAIN.SHUFFLE,
+                         rank=info.rank, world_size=info.world_size)
+    workers = cfg.WORKERS
+    return DataLoader(
+        ConcatDataset([own, mixed]),
+        batch_size=cfg.TRAIN.BATCH_SIZE_PER_GPU,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=cfg.PIN_MEMORY and info.device.type == "cuda",
+        persistent_workers=workers > 0 and cfg.TRAIN.PERSISTENT_WORKERS and not cfg.DETERMINISTIC,
+    )
 
 
 def _model_and_loss(cfg, info: DistInfo, class_weights) -> tuple[nn.Module, nn.Module]:
@@ -267,7 +293,7 @@ def _phase(cfg, loaders: dict, epoch: int, main_epochs: int):
     for TRAIN.TIME_BUDGET) or the extra one (EXTRA_EPOCH from EXTRA_LR)."""
     extra = epoch >= main_epochs
     loader = loaders["extra"] if extra else loaders["train"]
-    if isinstance(loader.sampler, DistributedSampler):
+    if isinstance(loader.sampler, (DistributedSampler, MixSampler)):
         loader.sampler.set_epoch(epoch)
     if extra:
         iters = len(loader)

@@ -19,11 +19,13 @@ DATASETS = {
     "daodixian_seg": PowerLineDataset,
     "list": ListDataset,
 }
-_LISTS = {"train": "TRAIN_SET", "extra": "EXTRA_TRAIN_SET", "val": "TEST_SET", "test": "TEST_SET"}
+_LISTS = {"train": "TRAIN_SET", "extra": "EXTRA_TRAIN_SET", "mix": "MIX_SET", "val": "TEST_SET",
+          "test": "TEST_SET"}
 
 
 def build_dataset(cfg: CfgNode, split: str) -> ListDataset:
-    """The dataset of `split` (train | extra: augmented; val | test: whole images) from `cfg`."""
+    """The dataset of `split` (train | extra | mix: augmented; val | test: whole images) from
+    `cfg`; mix (DATASET.MIX_SET) is relative to DATASET.MIX_ROOT when that is set."""
     if split not in _LISTS:
         raise ValueError(f"unknown split {split!r}; expected one of {sorted(_LISTS)}")
     name = cfg.DATASET.DATASET
@@ -35,10 +37,11 @@ def build_dataset(cfg: CfgNode, split: str) -> ListDataset:
     list_file = cfg.DATASET[list_key]
     if not list_file:
         raise DatasetError(f"DATASET.{list_key} is empty, so there is no {split!r} list")
-    augment = split in ("train", "extra")
+    augment = split in ("train", "extra", "mix")
+    root = cfg.DATASET.MIX_ROOT if split == "mix" and cfg.DATASET.MIX_ROOT else cfg.DATASET.ROOT
     return DATASETS[name](
-        root=os.path.join(cfg.DATASET.ROOT, name),
-        list_path=os.path.join(cfg.DATASET.ROOT, list_file),
+        root=os.path.join(root, name),
+        list_path=os.path.join(root, list_file),
         num_classes=cfg.DATASET.NUM_CLASSES,
         ignore_label=cfg.TRAIN.IGNORE_LABEL,
         augment=augment,
@@ -59,4 +62,7 @@ def build_dataset(cfg: CfgNode, split: str) -> ListDataset:
         label_dilate=cfg.DATASET.LABEL_DILATE,
         dilate_classes=tuple(wire_classes(cfg)),
         cache_dir=cfg.DATASET.CACHE_DIR or None,
+        zoom=cfg.TEST.ZOOM if not augment else 1.0,
+        aug_zoom=cfg.TRAIN.AUG_ZOOM if augment else 0.0,
+        aug_zoom_max=cfg.TRAIN.AUG_ZOOM_MAX,
     )

@@ -43,7 +43,7 @@ from lib.datasets.lists import parse_line
 if TYPE_CHECKING:  # only for the annotation: wire_aug imports the generator, which imports us
     from lib.datasets.wire_aug import WireAugment
 
-__all__ = ["DatasetError", "ListDataset", "MEAN", "STD", "normalise"]
+__all__ = ["DatasetError", "ListDataset", "MEAN", "STD", "normalise", "zoom_view"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,46 @@ def normalise(
 
 
 LABEL_RESAMPLING = {"centre": 0.5, "official": 0.0}  # offset of the nearest label sample
+
+
+def zoom_view(
+    image: np.ndarray, raw: np.ndarray | None, zoom: float, keep: Sequence[int] = ()
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The photo (and its raw label) as if the camera were `zoom` times closer.
+
+    zoom > 1: the centre 1/zoom of the photo (each side), upscaled back to the photo's size,
+    bilinear for the photo and nearest (at pixel centres) for the label, so a wire comes out
+    `zoom` times wider and the label's band with it. zoom < 1: the whole photo downscaled to
+    `zoom` times its size (area averaging for the photo, nearest for the label, except that a
+    pixel takes the raw value in `keep` (the wires) where any pixel of that value falls inside
+    it: nearest sampling alone would drop parts of a one-pixel curve).
+    """
+    h, w = image.shape[:2]
+    if zoom == 1:
+        return image, raw
+    if zoom > 1:
+        cw, ch = w / zoom, h / zoom
+        x0, y0 = (w - cw) / 2, (h - ch) / 2
+        # output pixel centre (u + 0.5) samples source x0 + (u + 0.5) / zoom
+        matrix = np.array([[1 / zoom, 0.0, x0 + 0.5 / zoom - 0.5], [0.0, 1 / zoom, y0 + 0.5 / zoom - 0.5]])
+        out = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_REPLICATE)
+        if raw is None:
+            return out, None
+        xs = np.minimum(np.floor(x0 + (np.arange(w) + 0.5) / zoom).astype(np.intp), w - 1)
+        ys = np.minimum(np.floor(y0 + (np.arange(h) + 0.5) / zoom).astype(np.intp), h - 1)
+        return out, np.ascontiguousarray(raw[ys[:, None], xs[None, :]])
+    size = (max(1, int(round(w * zoom))), max(1, int(round(h * zoom))))
+    out = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    if raw is None:
+        return out, None
+    xs = np.minimum(np.floor((np.arange(size[0]) + 0.5) * w / size[0]).astype(np.intp), w - 1)
+    ys = np.minimum(np.floor((np.arange(size[1]) + 0.5) * h / size[1]).astype(np.intp), h - 1)
+    small = np.ascontiguousarray(raw[ys[:, None], xs[None, :]])
+    for value in keep:
+        covered = cv2.resize((raw == value).astype(np.float32), size, interpolation=cv2.INTER_AREA)
+        small[covered > 0] = value
+    return out, small
 
 
 class DatasetError(ValueError):
@@ -102,6 +142,9 @@ class ListDataset(torch.utils.data.Dataset):
         label_dilate: int = 0,
         dilate_classes: tuple[int, ...] = (1,),
         cache_dir: str | Path | None = None,
+        zoom: float = 1.0,
+        aug_zoom: float = 0.0,
+        aug_zoom_max: float = 4.0,
     ) -> None:
         """`root`: folder the list paths are relative to; `crop_size`: (width, height).
 
@@ -110,6 +153,12 @@ class ListDataset(torch.utils.data.Dataset):
         read (DATASET.LABEL_DILATE, for one-pixel-wide wire labels), in every split;
         `cache_dir` (training only): keep each photo's decodes there (DATASET.CACHE_DIR,
         `lib.datasets.cache`), the samples stay the same.
+        `zoom` (evaluation only, TEST.ZOOM): each photo as if the camera were closer (> 1: the
+        centre 1/zoom crop upscaled zoom times) or further (< 1: the photo downscaled); the
+        label follows with nearest sampling before `label_dilate` widens it.
+        `aug_zoom` (training only, TRAIN.AUG_ZOOM): the probability that a crop is also zoomed
+        in by a factor drawn log-uniformly from [1, `aug_zoom_max`] on top of the random scale,
+        so wires up to that many times wider are seen in training.
         """
         if self.expected_num_classes is not None and num_classes != self.expected_num_classes:
             raise DatasetError(
@@ -149,6 +198,16 @@ class ListDataset(torch.utils.data.Dataset):
         self.items, self.has_labels = self._read_list()
         if augment and not self.has_labels:
             raise DatasetError(f"{self.list_path}: a training list needs labels on every line")
+        if not zoom > 0:
+            raise ValueError(f"TEST.ZOOM is {zoom}; it must be greater than 0")
+        if not 0 <= aug_zoom <= 1 or not aug_zoom_max >= 1:
+            raise ValueError(
+                f"TRAIN.AUG_ZOOM is {aug_zoom} and TRAIN.AUG_ZOOM_MAX {aug_zoom_max}; "
+                "expected a probability in [0, 1] and a largest zoom >= 1"
+            )
+        self.zoom = float(zoom) if not augment else 1.0
+        self.aug_zoom = float(aug_zoom) if augment else 0.0
+        self.aug_zoom_max = float(aug_zoom_max)
         self.cache = DecodeCache(cache_dir, self._cache_settings()) if cache_dir and augment else None
 
     # ---- construction -------------------------------------------------------------------
@@ -265,9 +324,14 @@ class ListDataset(torch.utils.data.Dataset):
             width, height, raw = decoded.width, decoded.height, decoded.label
             source = self._source(width, height, decoded.jpeg, decoded.images.__getitem__)
         else:
-            data, width, height, raw = self._open(item)
+            data, width, height, raw = self._open(item, dilate=self.zoom == 1)
             if not self.augment:
                 image = decode_image(item["image"], data=data)
+                if self.zoom != 1:
+                    image, raw = zoom_view(image, raw, self.zoom, self._wire_values())
+                    if raw is not None and self.label_dilate:
+                        raw = self._dilate(raw)
+                    height, width = image.shape[:2]
                 label = (
                     self._map(raw)
                     if raw is not None
@@ -284,11 +348,14 @@ class ListDataset(torch.utils.data.Dataset):
             item["name"],
         )
 
-    def _open(self, item: dict) -> tuple[np.ndarray, int, int, np.ndarray | None]:
-        """(the photo's bytes, its width and height, its label checked and dilated, or None)."""
+    def _open(
+        self, item: dict, dilate: bool = True
+    ) -> tuple[np.ndarray, int, int, np.ndarray | None]:
+        """(the photo's bytes, its width and height, its label checked and dilated unless
+        `dilate` is False, or None)."""
         data = read_bytes(item["image"])
         width, height = image_size(data, item["image"])
-        return data, width, height, self._read_label(item, width, height)
+        return data, width, height, self._read_label(item, width, height, dilate)
 
     @staticmethod
     def _source(width: int, height: int, jpeg: bool, at):
@@ -296,7 +363,9 @@ class ListDataset(torch.utils.data.Dataset):
         `decode_image` would use for `size` (None: the full size)."""
         return lambda size: at(reduction(width, height, size, jpeg))
 
-    def _read_label(self, item: dict, width: int, height: int) -> np.ndarray | None:
+    def _read_label(
+        self, item: dict, width: int, height: int, dilate: bool = True
+    ) -> np.ndarray | None:
         """The item's label checked against the image size and the classes, dilated if asked."""
         if item["label"] is None:
             return None
@@ -307,7 +376,7 @@ class ListDataset(torch.utils.data.Dataset):
                 f"{item['image']} is {width}x{height}"
             )
         self._check_values(raw, item["label"])
-        return self._dilate(raw) if self.label_dilate else raw
+        return self._dilate(raw) if self.label_dilate and dilate else raw
 
     # ---- decode-once cache (DATASET.CACHE_DIR) ----------------------------------------------
 
@@ -322,10 +391,16 @@ class ListDataset(torch.utils.data.Dataset):
         }
 
     def _scales(self) -> list[int] | None:
-        """The long sides the random scale can ask for (None: no scaling)."""
-        if not self.multi_scale:
+        """The long sides the random scale (and TRAIN.AUG_ZOOM) can ask for (None: no scaling);
+        zoomed sizes on a grid of 2 ** (1/4) steps, fine enough to hold every decode level."""
+        if not self.multi_scale and not self.aug_zoom:
             return None
-        return sorted({int(self.base_size * (0.5 + i / 10.0) + 0.5) for i in range(self.scale_factor + 1)})
+        scales = [0.5 + i / 10.0 for i in range(self.scale_factor + 1)] if self.multi_scale else [1.0]
+        if self.aug_zoom:
+            steps = int(np.ceil(4 * np.log2(self.aug_zoom_max)))
+            zooms = [min(2 ** (k / 4), self.aug_zoom_max) for k in range(steps + 1)]
+            scales = [s * z for s in scales for z in zooms]
+        return sorted({int(self.base_size * s + 0.5) for s in scales})
 
     def _decode_all(self, item: dict) -> Decoded:
         """Every decode the augmentation can ask of this item: one per libjpeg reduction."""
@@ -356,6 +431,11 @@ class ListDataset(torch.utils.data.Dataset):
     def _map(self, raw: np.ndarray) -> np.ndarray:
         return self._lut[raw]
 
+    def _wire_values(self) -> list[int]:
+        """The raw label values of `dilate_classes` (the wires)."""
+        return [int(v) for c in self.dilate_classes
+                for v in np.flatnonzero(self._allowed & (self._lut == c))]
+
     def _dilate(self, raw: np.ndarray) -> np.ndarray:
         """Raw label with the pixels of `dilate_classes` widened by `label_dilate` pixels
         (a disc), over pixels that are not ignored."""
@@ -381,7 +461,11 @@ class ListDataset(torch.utils.data.Dataset):
             rand_scale = 0.5 + random.randint(0, self.scale_factor) / 10.0
             size = scaled_size(width, height, int(self.base_size * rand_scale + 0.5))
         else:
-            size = (width, height)
+            rand_scale, size = None, (width, height)
+        if self.aug_zoom and random.random() < self.aug_zoom:  # (ours) TRAIN.AUG_ZOOM
+            zoom = float(np.exp(random.uniform(0.0, np.log(self.aug_zoom_max))))
+            long_side = self.base_size * rand_scale if rand_scale is not None else max(width, height)
+            size = scaled_size(width, height, int(long_side * zoom + 0.5))
         if self.reduced_decode:
             image, label = self._scaled_crop(source(size), width, height, raw, size)
         else:  # the official order: resize the whole image and label, then pad and crop

@@ -280,3 +280,41 @@ class ShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(range(self.rank, self.length, self.world_size))
+
+
+class MixSampler(Sampler[int]):
+    """Training sampler over ``ConcatDataset([own, mixed])``: each epoch holds every one of the
+    `own` samples once and `per_epoch` samples of the `mixed` set (drawn without repetition,
+    cycling through it over the epochs' draws), shuffled. Rank r takes every W-th index of the
+    epoch's list, cut to equal shards (the drop_last of DistributedSampler). The order depends
+    only on `seed` and the epoch (`set_epoch`), so a resumed run draws what it would have.
+    """
+
+    def __init__(self, own: int, mixed: int, per_epoch: int, seed: int, *, shuffle: bool = True,
+                 rank: int | None = None, world_size: int | None = None):
+        if mixed < 1 and per_epoch > 0:
+            raise ValueError("the mixed-in list holds no samples")
+        self.own, self.mixed, self.per_epoch = int(own), int(mixed), int(per_epoch)
+        self.seed, self.shuffle, self.epoch = int(seed), bool(shuffle), 0
+        self.rank = get_rank() if rank is None else rank
+        self.world_size = get_world_size() if world_size is None else world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _draw(self, generator: torch.Generator) -> torch.Tensor:
+        rounds = -(-self.per_epoch // self.mixed) if self.per_epoch else 0
+        picks = [torch.randperm(self.mixed, generator=generator) for _ in range(rounds)]
+        return torch.cat(picks)[: self.per_epoch] if picks else torch.zeros(0, dtype=torch.long)
+
+    def __iter__(self):
+        generator = torch.Generator()
+        generator.manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.cat([torch.arange(self.own), self.own + self._draw(generator)])
+        if self.shuffle:
+            order = order[torch.randperm(len(order), generator=generator)]
+        total = len(order) // self.world_size * self.world_size
+        return iter(order[self.rank : total : self.world_size].tolist())
+
+    def __len__(self) -> int:
+        return (self.own + self.per_epoch) // self.world_size

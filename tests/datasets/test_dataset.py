@@ -304,3 +304,81 @@ def test_spaces_without_tabs_are_named_with_a_hint(tmp_path):
     assert "4 fields" in message and "tab" in message
     message = _error(tmp_path, ["img/DJI 0001.png"], r"l.lst:1: file not found", split="test")
     assert "tab" in message and "\n" not in message
+
+
+def _wire_photo(w=120, h=80):
+    """A grey photo with one dark 1-px vertical wire at x = 61 (label 1 there)."""
+    image = np.full((h, w, 3), 200, np.uint8)
+    label = np.zeros((h, w), np.uint8)
+    image[:, 61] = 40
+    label[:, 61] = 1
+    return image, label
+
+
+def test_zoom_view_upscales_the_centre_and_widens_the_label_before_dilation(tmp_path):
+    line = _write(tmp_path, "a", *_wire_photo(), folder="daodixian_seg")
+    extra = {"DATASET.LABEL_DILATE": 1}
+    plain = build_dataset(_cfg(tmp_path, [line], dataset="daodixian_seg", **extra), "val")[0]
+    zoomed = build_dataset(
+        _cfg(tmp_path, [line], dataset="daodixian_seg", **extra, **{"TEST.ZOOM": 4}), "val"
+    )[0]
+    assert plain[1].shape == zoomed[1].shape == (80, 120)  # same size: a closer camera
+    assert plain[1].sum().item() == 3 * 80  # 1 px + 1 px dilation on each side
+    # 4x: the wire 4 px wide, the label band 4 px (nearest), then dilated by 1: 6 px
+    # the centre 30x20 starts at x = 45: column 61 covers output columns 64-67, dilated 63-68
+    columns = torch.nonzero(zoomed[1][40]).flatten().tolist()
+    assert columns == list(range(63, 69))
+    dark = np.flatnonzero(_denormalise(zoomed[0])[40, :, 0] < 120)
+    assert 3 <= dark.size <= 6 and set(dark) <= set(columns)  # the photo's wire under the label
+    far = build_dataset(
+        _cfg(tmp_path, [line], dataset="daodixian_seg", **extra, **{"TEST.ZOOM": 0.5}), "val"
+    )[0]
+    assert far[1].shape == (40, 60) and far[0].shape == (3, 40, 60)
+    # the 1-px wire survives the halving (any wire pixel inside a label pixel), then dilation
+    assert (far[1].sum(dim=1) == 3).all()
+    with pytest.raises(Exception, match="TEST.ZOOM is 0.0"):
+        _cfg(tmp_path, [line], **{"TEST.ZOOM": 0})
+
+
+def test_zoom_view_of_a_one_pixel_diagonal_keeps_it_whole_when_halved():
+    from lib.datasets.base import zoom_view
+
+    raw = np.zeros((40, 40), np.uint8)
+    for i in range(39):
+        raw[i, i + 1] = 1  # a diagonal that nearest sampling of odd pixels misses entirely
+    _, small = zoom_view(np.zeros((40, 40, 3), np.uint8), raw, 0.5, keep=[1])
+    assert (small.sum(axis=1) >= 1).all()
+    _, dropped = zoom_view(np.zeros((40, 40, 3), np.uint8), raw, 0.5)
+    assert dropped.sum() == 0  # without keep: what nearest sampling alone would give
+
+
+def test_aug_zoom_draws_wider_wires_and_leaves_other_draws_alone(tmp_path):
+    line = _write(tmp_path, "a", *_wire_photo(), folder="daodixian_seg")
+    base = {"TRAIN.IMAGE_SIZE": "[64, 64]", "TRAIN.BASE_SIZE": 120, "TRAIN.FLIP": "False",
+            "TRAIN.MULTI_SCALE": "False"}
+    plain = build_dataset(_cfg(tmp_path, [line], dataset="daodixian_seg", **base), "train")
+    zoomed = build_dataset(
+        _cfg(tmp_path, [line], dataset="daodixian_seg", **base,
+             **{"TRAIN.AUG_ZOOM": 1.0, "TRAIN.AUG_ZOOM_MAX": 6.0}), "train")
+
+    def widths(ds, n=40):
+        random.seed(0)
+        out = []
+        for _ in range(n):
+            y = ds[0][1]
+            row = y[32]
+            if (row == 1).any():
+                out.append(int((row == 1).sum()))
+        return out
+
+    assert set(widths(plain)) == {1}  # no scaling: the 1-px wire as drawn
+    wide = widths(zoomed)
+    assert wide and max(wide) >= 4 and min(wide) >= 1  # zoomed 1-6x: wider wires
+    # off (the default) draws no extra random number: the same crops as before the key existed
+    random.seed(3)
+    a = [plain[0][1].clone() for _ in range(5)]
+    state = random.getstate()
+    random.seed(3)
+    b = [build_dataset(_cfg(tmp_path, [line], dataset="daodixian_seg", **base,
+                            **{"TRAIN.AUG_ZOOM": 0.0}), "train")[0][1] for _ in range(5)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b)) and random.getstate() == state

@@ -87,6 +87,27 @@ def test_cross_validate_trains_scores_and_reuses_finished_folds(tiny_data, tmp_p
     assert cross_validate.main(argv) == 0
     assert scored == []  # same weights, same test settings: the kept scores
     capsys.readouterr()
+    zooms = []
+    monkeypatch.setattr(cross_validate, "evaluate",
+                        lambda cfg, *a, **k: zooms.append(cfg.TEST.ZOOM) or real_evaluate(cfg, *a, **k))
+    assert cross_validate.main([*argv, "--zoom", "0.5,1,3"]) == 0
+    assert sorted(zooms) == [0.5] * 3 + [3.0] * 3  # zoom 1 kept; each other zoom once a fold
+    printed = capsys.readouterr().out
+    assert "as if the camera were closer" in printed and "below zoom 1" in printed
+    summary = json.loads((tmp_path / "output" / "daodixian_seg"
+                          / f"{DEMO_CFG.stem}_cv.json").read_text())
+    assert set(summary["zoom"]) == {"0.5", "1", "3"}
+    assert summary["zoom"]["1"]["mean"]["f1"] == pytest.approx(summary["mean"]["f1"])
+    three = summary["zoom"]["3"]
+    assert three["worst"]["f1"] == min(r["f1"] for r in three["folds"].values())
+    assert three["drop_from_zoom_1"] == pytest.approx(summary["mean"]["f1"] - three["mean"]["f1"])
+    kept = json.loads((tmp_path / "output" / "daodixian_seg" / f"{DEMO_CFG.stem}_fold1"
+                       / "cv_eval_zoom3.json").read_text())
+    assert kept["settings"]["zoom"] == 3.0 and kept["scores"] == three["folds"]["1"]
+    assert cross_validate.main([*argv, "--zoom", "3"]) == 0 and len(zooms) == 6  # kept
+    assert cross_validate.main([*argv, "--zoom", "0,2"]) == 2  # one line, nothing done
+    assert "every zoom must be a number > 0" in capsys.readouterr().err
+    monkeypatch.setattr(cross_validate, "evaluate", counting_evaluate)
     assert cross_validate.main([*argv, "--only", "2", "TEST.FLIP_TEST", "True"]) == 0
     assert scored == [True]  # other test settings: scored again, not trained again
     assert "at a threshold" not in capsys.readouterr().out  # one fold: no held-out threshold

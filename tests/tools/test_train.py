@@ -231,3 +231,59 @@ def test_time_budget_plans_the_epochs_that_fit_and_resumes_with_its_plan(
     a = load_file(out_dir(tmp_path / "full") / "final_state.pth")
     b = load_file(out_dir(cut) / "final_state.pth")
     assert all(torch.equal(a[key], b[key]) for key in a)  # the same plan, the same weights
+
+
+def test_mix_set_adds_its_samples_to_every_epoch_and_resumes_exactly(tiny_data, tmp_path,
+                                                                     monkeypatch, caplog):
+    lists = tiny_data / "list" / "daodixian_seg"
+    # the mixed-in list: the val photos under another root (DATASET.MIX_ROOT)
+    mix_root = tmp_path / "mixroot"
+    shutil.copytree(tiny_data / "daodixian_seg", mix_root / "daodixian_seg")
+    (mix_root / "gen.lst").write_text((lists / "val.lst").read_text())
+    mix = ["DATASET.MIX_SET", "gen.lst", "DATASET.MIX_ROOT", str(mix_root),
+           "DATASET.MIX_RATIO", "0.5"]
+    seen = []
+    real_load = training.build_dataset.__globals__["DATASETS"]["daodixian_seg"].load
+
+    def recording_load(self, item):
+        seen.append(str(item["image"]))
+        return real_load(self, item)
+
+    monkeypatch.setattr(training.build_dataset.__globals__["DATASETS"]["daodixian_seg"], "load",
+                        recording_load)
+    full = tmp_path / "full"
+    caplog.set_level("INFO")
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, full, *mix)]) == 0
+    assert "each epoch: 8 samples of" in caplog.text and "and 4 of gen.lst" in caplog.text
+    mixed = [p for p in seen if p.startswith(str(mix_root))]
+    own = [p for p in seen if not p.startswith(str(mix_root))]
+    # 2 epochs of 8 own + 4 mixed (the 3 val photos are validated from the original root)
+    assert len(mixed) == 2 * 4 and len(set(mixed)) == 3 and len(own) == 2 * 8 + 2 * 3
+    plain = tmp_path / "plain"
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, plain)]) == 0
+    a = load_file(out_dir(full) / "final_state.pth")
+    p = load_file(out_dir(plain) / "final_state.pth")
+    assert any(not torch.equal(a[k], p[k]) for k in a)  # the mixed samples were trained on
+
+    # killed after epoch 1 and resumed: the same weights as the run straight through
+    cut = tmp_path / "cut"
+    real = training.train_one_epoch
+
+    def stop_in_epoch_two(*args, **kwargs):
+        if kwargs["epoch"] == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", stop_in_epoch_two)
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, cut, *mix)]) == 130
+    monkeypatch.setattr(training, "train_one_epoch", real)
+    opts = tiny_opts(tiny_data, cut, *mix, "TRAIN.RESUME", "True")
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *opts]) == 0
+    b = load_file(out_dir(cut) / "final_state.pth")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_mix_ratio_without_a_list_is_one_line(tmp_path, capsys):
+    argv = ["--cfg", str(DEMO_CFG), "DATASET.MIX_RATIO", "0.5", "OUTPUT_DIR", str(tmp_path)]
+    assert train_tool.main(argv) == 2
+    assert "DATASET.MIX_SET is empty" in capsys.readouterr().err

@@ -198,3 +198,27 @@ def test_resume_is_decided_by_rank_zero_for_every_rank(tmp_path):
     assert "rank(s) 1 cannot see that file" in r0[1]
     # rank 0 sees nothing: nobody resumes, though rank 1 has a file
     assert r0[2] == r1[2] == "False"
+
+
+def test_mix_sampler_holds_every_own_sample_and_a_share_of_the_mixed_set():
+    from lib.utils.distributed import MixSampler
+
+    sampler = MixSampler(10, 4, 5, seed=7, world_size=1, rank=0)
+    epochs = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        assert len(order) == len(sampler) == 15
+        assert sorted(i for i in order if i < 10) == list(range(10))  # each own sample once
+        mixed = [i for i in order if i >= 10]
+        assert len(mixed) == 5 and all(10 <= i < 14 for i in mixed)
+        assert len(set(mixed)) == 4  # 5 from 4: every mixed sample before any repeats
+        epochs.append(order)
+    assert epochs[0] != epochs[1]
+    sampler.set_epoch(1)
+    assert list(sampler) == epochs[1]  # the epoch decides the order: a resume replays it
+    # two ranks: disjoint, equal shards of the same epoch list
+    ranks = [MixSampler(10, 4, 5, seed=7, rank=r, world_size=2) for r in (0, 1)]
+    shards = [list(s) for s in ranks]
+    assert len(shards[0]) == len(shards[1]) == 7
+    assert sorted(shards[0] + shards[1]) == sorted(epochs[0][:14])
