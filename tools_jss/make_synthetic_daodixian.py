@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         help="demo: wide visible wires (the demo); real: thin, low-contrast, occluded wires "
         "among hard negatives; aerial: 1.5-5 px sunlit or dark wires over ground with fine "
         "natural texture (canopy, scrub with twigs, fields) and hard negatives; canopy: aerial "
-        "plus thin curved gaps between leaf clusters and bare branches (not wires)",
+        "plus thin curved gaps between leaf clusters and bare branches (not wires); urban: "
+        "close-up towns and roads (slabs, road markings, kerbs, railings, roofs, poles, bare "
+        "trees, hedges; not wires) with 1-4 px wires and 8-30 px round cables",
     )
     args = parser.parse_args(argv)
     if args.num < 1 or args.width < 64 or args.height < 64:

@@ -13,11 +13,13 @@ from lib.datasets import build_dataset
 from lib.datasets.conversion import ConvertOptions, convert
 from lib.datasets.decode import decode_image, decode_label
 from lib.datasets.synthetic import (
+    STYLES,
     generate,
     make_aerial_image,
     make_canopy_image,
     make_image,
     make_real_image,
+    make_urban_image,
 )
 
 
@@ -160,3 +162,66 @@ def test_aerial_style_is_deterministic_textured_and_keeps_the_conventions(tmp_pa
     # fine texture away from the wires in most photos (canopy, scrub, fields); sky is smooth
     grain = [np.abs(img - cv2.GaussianBlur(img, (0, 0), 2)).mean() for img in images]
     assert np.median(grain) > 2.0
+
+
+def test_urban_style_is_registered_and_draws_photos_and_polygons_at_the_size_asked(tmp_path):
+    assert STYLES["urban"] is make_urban_image
+    for width, height in ((320, 240), (540, 360)):
+        image, polygons = make_urban_image(np.random.default_rng([3, 0]), width, height)
+        assert image.shape == (height, width, 3) and image.dtype == np.uint8
+        assert 1 <= len(polygons) <= 6 and all(p.ndim == 2 and p.shape[1] == 2 for p in polygons)
+    json_path = generate(tmp_path, num=2, seed=3, width=320, height=240, style="urban")
+    assert [item["results"]["polys"] != [] for item in json.loads(json_path.read_text())["items"]] \
+        == [True, True]
+
+
+def _across(polygon: np.ndarray) -> float:
+    """How wide the `wire_polygon` outline `polygon` is at its middle."""
+    n = len(polygon) // 2
+    return float(np.linalg.norm(polygon[n // 2] - polygon[-1 - n // 2]))
+
+
+def test_urban_style_draws_thin_wires_and_close_up_wide_ones():
+    widths = np.array([_across(p) for seed in range(12)
+                       for p in make_urban_image(np.random.default_rng([seed, 0]), 540, 360)[1]])
+    assert widths.min() >= 0.99 and widths.max() <= 30.01
+    assert not ((widths > 4.01) & (widths < 7.99)).any()  # thin (1-4 px) or wide (8-30 px)
+    assert 0.2 < (widths >= 8).mean() < 0.8, widths  # about half of them wide
+
+
+def _long_straight_edges(image, label) -> int:
+    """How many straight edges 80 px or longer lie away from the labelled wires (Canny, then a
+    probabilistic Hough transform)."""
+    edges = cv2.Canny(image.mean(-1).astype(np.uint8), 40, 120)
+    edges[cv2.dilate(label.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0] = 0
+    lines = cv2.HoughLinesP(edges, 1, np.pi / 180, 60, minLineLength=80, maxLineGap=2)
+    return 0 if lines is None else len(lines)
+
+
+def test_urban_style_adds_straight_clutter_that_is_not_labelled(tmp_path):
+    images, labels = _generated_pairs(tmp_path / "urban", "urban", 5, make_urban_image)
+    aerial, aerial_labels = _generated_pairs(tmp_path / "aerial", "aerial", 5, make_aerial_image)
+    urban_edges = np.mean([_long_straight_edges(i, lab) for i, lab in zip(images, labels)])
+    aerial_edges = np.mean([_long_straight_edges(i, lab) for i, lab in zip(aerial, aerial_labels)])
+    assert urban_edges > 3 and urban_edges > 2 * aerial_edges, (urban_edges, aerial_edges)
+
+
+def test_urban_wide_wire_is_labelled_as_a_filled_band(tmp_path):
+    json_path = generate(tmp_path / "raw", num=4, seed=6, width=540, height=360, style="urban")
+    root = tmp_path / "data"
+    convert([json_path], ConvertOptions(images=tmp_path / "raw" / "images",
+                                        out=root / "daodixian_seg",
+                                        list_dir=root / "list" / "daodixian_seg"))
+    inside = []
+    for i in range(4):
+        label = decode_label(next(root.rglob(f"synthetic_{i:04d}.png")))
+        for polygon in make_urban_image(np.random.default_rng([6, i]), 540, 360)[1]:
+            if _across(polygon) < 8:
+                continue
+            n = len(polygon) // 2
+            centre = (polygon[:n] + polygon[n:][::-1]) / 2
+            for f in (-0.5, 0.0, 0.5):  # the centre line and half-way to either edge
+                x, y = np.floor(centre + f * (polygon[:n] - centre)).astype(int).T
+                keep = (x >= 0) & (x < 540) & (y >= 0) & (y < 360)
+                inside += label[y[keep], x[keep]].tolist()
+    assert len(inside) > 100 and min(inside) == 1
