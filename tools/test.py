@@ -1,13 +1,15 @@
 """Evaluate a trained network on DATASET.TEST_SET: metrics table + json, prediction PNGs.
 
     python tools/test.py --cfg X.yaml [TEST.MODEL_FILE path.pth] [TEST.SCALE_LIST 0.5,0.75,1.0]
-        [TEST.FLIP_TEST True]
+        [TEST.FLIP_TEST True] [TEST.ZOOM 3]
     torchrun --nproc_per_node=4 tools/test.py --cfg X.yaml
 
 TEST.MODEL_FILE defaults to OUTPUT_DIR/<dataset>/<cfg name>/final_state.pth (ours and the
 official files alike, loaded strictly). Metrics go to test_metrics.json and predictions to
-val_results/ (a labelled list) or test_results/ in that folder. Exit status: 0 done, 2 nothing
-done (bad input, one line on stderr), 130 interrupted.
+val_results/ (a labelled list) or test_results/ in that folder. TEST.ZOOM scores the photos as
+if the camera were closer (3: the centre third of each photo upscaled 3x, wires 3x wider) or
+further (0.5: the photo halved). Exit status: 0 done, 2 nothing done (bad input, one line on
+stderr), 130 interrupted.
 """
 
 from __future__ import annotations

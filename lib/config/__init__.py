@@ -190,6 +190,8 @@ def _check_values(cfg: CfgNode, source: str) -> None:
         )
     if not 0 < cfg.TEST.ZOOM < float("inf"):
         raise ConfigError(f"TEST.ZOOM is {cfg.TEST.ZOOM} {where}; give a zoom > 0 (1: the photo as it is)")
+    if cfg.TRAIN.LABEL_FILL < 0:
+        raise ConfigError(f"TRAIN.LABEL_FILL is {cfg.TRAIN.LABEL_FILL} {where}; 0 (off) or more pixels")
     if not 0 <= cfg.TRAIN.AUG_ZOOM <= 1:
         raise ConfigError(f"TRAIN.AUG_ZOOM is {cfg.TRAIN.AUG_ZOOM} {where}; a probability in [0, 1]")
     if not 1 <= cfg.TRAIN.AUG_ZOOM_MAX < float("inf"):

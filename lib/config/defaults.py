@@ -106,6 +106,7 @@ _C.TRAIN.AUG_BLUR = 0.0  # (ours) probability of a Gaussian blur of the crop
 _C.TRAIN.AUG_NOISE = 0.0  # (ours) probability of Gaussian noise on the crop
 _C.TRAIN.AUG_JPEG = 0.0  # (ours) probability of JPEG re-encoding the crop (quality 30-90)
 _C.TRAIN.AUG_PASTE_WIRES = 0.0  # (ours) probability of pasting generated wires (label updated)
+_C.TRAIN.LABEL_FILL = 0  # (ours) training labels: fill gaps up to N px between wire label pixels (a wide wire drawn as two edges becomes a band), before LABEL_DILATE
 _C.TRAIN.AUG_ZOOM = 0.0  # (ours) probability of zooming a crop in by up to AUG_ZOOM_MAX on top of the random scale (wider wires)
 _C.TRAIN.AUG_ZOOM_MAX = 4.0  # (ours) largest zoom of TRAIN.AUG_ZOOM, drawn log-uniformly from [1, this]
 _C.TRAIN.TIME_BUDGET = 0.0  # (ours) minutes: train as many main-phase epochs as fit, at most END_EPOCH (0: off)

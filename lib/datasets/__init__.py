@@ -63,6 +63,7 @@ def build_dataset(cfg: CfgNode, split: str) -> ListDataset:
         dilate_classes=tuple(wire_classes(cfg)),
         cache_dir=cfg.DATASET.CACHE_DIR or None,
         zoom=cfg.TEST.ZOOM if not augment else 1.0,
+        label_fill=cfg.TRAIN.LABEL_FILL if augment else 0,
         aug_zoom=cfg.TRAIN.AUG_ZOOM if augment else 0.0,
         aug_zoom_max=cfg.TRAIN.AUG_ZOOM_MAX,
     )

@@ -143,6 +143,7 @@ class ListDataset(torch.utils.data.Dataset):
         dilate_classes: tuple[int, ...] = (1,),
         cache_dir: str | Path | None = None,
         zoom: float = 1.0,
+        label_fill: int = 0,
         aug_zoom: float = 0.0,
         aug_zoom_max: float = 4.0,
     ) -> None:
@@ -156,6 +157,9 @@ class ListDataset(torch.utils.data.Dataset):
         `zoom` (evaluation only, TEST.ZOOM): each photo as if the camera were closer (> 1: the
         centre 1/zoom crop upscaled zoom times) or further (< 1: the photo downscaled); the
         label follows with nearest sampling before `label_dilate` widens it.
+        `label_fill` (training only, TRAIN.LABEL_FILL): close gaps of up to this many pixels
+        between the label pixels of `dilate_classes` before `label_dilate` (a morphological
+        closing), so a wide wire drawn as its two edges is learnt as one filled band.
         `aug_zoom` (training only, TRAIN.AUG_ZOOM): the probability that a crop is also zoomed
         in by a factor drawn log-uniformly from [1, `aug_zoom_max`] on top of the random scale,
         so wires up to that many times wider are seen in training.
@@ -205,6 +209,9 @@ class ListDataset(torch.utils.data.Dataset):
                 f"TRAIN.AUG_ZOOM is {aug_zoom} and TRAIN.AUG_ZOOM_MAX {aug_zoom_max}; "
                 "expected a probability in [0, 1] and a largest zoom >= 1"
             )
+        if label_fill < 0:
+            raise ValueError(f"TRAIN.LABEL_FILL is {label_fill}; use 0 or more pixels")
+        self.label_fill = int(label_fill) if augment else 0
         self.zoom = float(zoom) if not augment else 1.0
         self.aug_zoom = float(aug_zoom) if augment else 0.0
         self.aug_zoom_max = float(aug_zoom_max)
@@ -376,6 +383,8 @@ class ListDataset(torch.utils.data.Dataset):
                 f"{item['image']} is {width}x{height}"
             )
         self._check_values(raw, item["label"])
+        if self.label_fill:
+            raw = self._grow(raw, self.label_fill, cv2.MORPH_CLOSE)
         return self._dilate(raw) if self.label_dilate and dilate else raw
 
     # ---- decode-once cache (DATASET.CACHE_DIR) ----------------------------------------------
@@ -386,6 +395,7 @@ class ListDataset(torch.utils.data.Dataset):
             "scales": self._scales(),
             "reduced_decode": bool(self.reduced_decode),
             "label_dilate": self.label_dilate,
+            **({"label_fill": self.label_fill} if self.label_fill else {}),
             "dilate_classes": list(self.dilate_classes),
             "classes": hashlib.sha1(self._lut.tobytes() + self._allowed.tobytes()).hexdigest(),
         }
@@ -439,17 +449,21 @@ class ListDataset(torch.utils.data.Dataset):
     def _dilate(self, raw: np.ndarray) -> np.ndarray:
         """Raw label with the pixels of `dilate_classes` widened by `label_dilate` pixels
         (a disc), over pixels that are not ignored."""
+        return self._grow(raw, 2 * self.label_dilate + 1, cv2.MORPH_DILATE)
+
+    def _grow(self, raw: np.ndarray, size: int, operation: int) -> np.ndarray:
+        """Raw label with the masks of `dilate_classes` dilated or closed (`operation`) by a
+        disc `size` pixels across, over pixels that are not ignored."""
         classes = self._lut[raw]
         out = raw.copy()
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
         for c in self.dilate_classes:
             values = np.flatnonzero(self._allowed & (self._lut == c))  # raw values of class c
             if values.size == 0:
                 continue
             mask = (classes == c).astype(np.uint8)
-            size = 2 * self.label_dilate + 1
-            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-            grown = cv2.dilate(mask, kernel).astype(bool) & (classes != self.ignore_label)
-            out[grown] = values[0]
+            grown = cv2.morphologyEx(mask, operation, kernel).astype(bool)
+            out[grown & (classes != self.ignore_label)] = values[0]
         return out
 
     def _augment(self, width: int, height: int, raw, source):

@@ -382,3 +382,21 @@ def test_aug_zoom_draws_wider_wires_and_leaves_other_draws_alone(tmp_path):
     b = [build_dataset(_cfg(tmp_path, [line], dataset="daodixian_seg", **base,
                             **{"TRAIN.AUG_ZOOM": 0.0}), "train")[0][1] for _ in range(5)]
     assert all(torch.equal(x, y) for x, y in zip(a, b)) and random.getstate() == state
+
+
+def test_label_fill_makes_a_wire_drawn_as_two_edges_one_band_in_training_only(tmp_path):
+    image = np.full((40, 60, 3), 200, np.uint8)
+    label = np.zeros((40, 60), np.uint8)
+    label[:, 20] = label[:, 27] = 1  # a wide wire's two edges, 6 px of background between
+    label[:, 50] = 1  # another wire, 22 px away: not joined
+    line = _write(tmp_path, "a", image, label, folder="daodixian_seg")
+    base = {"TRAIN.IMAGE_SIZE": "[60, 40]", "TRAIN.BASE_SIZE": 60, "TRAIN.FLIP": "False",
+            "TRAIN.MULTI_SCALE": "False"}
+    plain = build_dataset(_cfg(tmp_path, [line], dataset="daodixian_seg", **base), "train")[0][1]
+    assert plain[10].nonzero().flatten().tolist() == [20, 27, 50]
+    cfg = _cfg(tmp_path, [line], dataset="daodixian_seg", **base, **{"TRAIN.LABEL_FILL": 9})
+    filled = build_dataset(cfg, "train")[0][1]
+    assert filled[10].nonzero().flatten().tolist() == [*range(20, 28), 50]
+    assert build_dataset(cfg, "val")[0][1][10].nonzero().flatten().tolist() == [20, 27, 50]
+    with pytest.raises(Exception, match="TRAIN.LABEL_FILL is -1"):
+        _cfg(tmp_path, [line], **{"TRAIN.LABEL_FILL": -1})
