@@ -191,6 +191,20 @@ def summarise(records: dict[int, dict]) -> dict:
     }
 
 
+def recommend(summary: dict) -> float:
+    """The TEST.WIRE_THRESHOLD for a model of all the photos: the one picked on all folds when
+    thresholds picked on other folds beat argmax held out (mean and worst fold), else -1
+    (argmax). A threshold near the top of the fold models' probabilities can leave another
+    model with no wire pixel at all; the held-out scores are what says so."""
+    pooled = summary["threshold_for_all_photos"]
+    if pooled is None:
+        return -1.0
+    mean, worst = summary["mean"], summary["worst"]
+    if mean["f1_at_threshold"] >= mean["f1"] and worst["f1_at_threshold"] >= worst["f1"] - 0.01:
+        return float(pooled["threshold"])
+    return -1.0
+
+
 def table(summary: dict) -> str:
     rows = summary["folds"]
     thr = summary["threshold_for_all_photos"] is not None
@@ -279,6 +293,7 @@ def cross_validate(args, records: dict) -> None:
     }
     if len(zooms) > 1:
         summary["zoom"] = zoom_summary(by_zoom)
+    summary["recommended_threshold"] = recommend(summary)
     path = ExperimentPaths.of(cfg, config_name(args.cfg)).cv_summary()
     write_text_atomic(path, json.dumps(summary, indent=2), "the cross-validation summary")
     print(table(summary))
@@ -289,8 +304,14 @@ def cross_validate(args, records: dict) -> None:
     if pooled is not None:
         print(f"; mean {mean['f1_at_threshold']:.4f}, worst {worst['f1_at_threshold']:.4f} at a "
               f"threshold picked on the other folds.\nA model trained on all these photos with "
-              f"this recipe: TEST.WIRE_THRESHOLD {pooled['threshold']:.2f} (picked on all folds' "
-              f"held-out photos, F1 {pooled['f1']:.4f} there)", end="")
+              f"this recipe: ", end="")
+        if summary["recommended_threshold"] > 0:
+            print(f"TEST.WIRE_THRESHOLD {pooled['threshold']:.2f} (picked on all folds' "
+                  f"held-out photos, F1 {pooled['f1']:.4f} there)", end="")
+        else:
+            print("TEST.WIRE_THRESHOLD -1 (argmax: a threshold picked on the other folds scored "
+                  "below argmax on held-out photos, so it does not carry to a new model; "
+                  f"the best on all folds was {pooled['threshold']:.2f})", end="")
     if "zoom" in summary:
         print("\nwire F1 at argmax as if the camera were closer (zoom > 1) or further (< 1):")
         print(zoom_table(summary["zoom"]), end="")

@@ -114,3 +114,16 @@ def test_cross_validate_trains_scores_and_reuses_finished_folds(tiny_data, tmp_p
     assert cross_validate.main([*argv, "--only", "2"]) == 0
     assert cross_validate.main([*argv, "--only", "7"]) == 2  # nothing done
     assert "no fold 7" in capsys.readouterr().err
+
+
+def test_a_threshold_that_loses_to_argmax_held_out_is_not_recommended():
+    def summary(mean_thr, worst_thr):
+        return {"threshold_for_all_photos": {"threshold": 0.54, "f1": 0.94},
+                "mean": {"f1": 0.92, "f1_at_threshold": mean_thr},
+                "worst": {"f1": 0.83, "f1_at_threshold": worst_thr}}
+
+    assert cross_validate.recommend(summary(0.93, 0.83)) == 0.54
+    # one fold's model never reached P(wire) 0.54: F1 0 there, so argmax for a new model
+    assert cross_validate.recommend(summary(0.74, 0.0)) == -1.0
+    assert cross_validate.recommend(summary(0.91, 0.83)) == -1.0
+    assert cross_validate.recommend({"threshold_for_all_photos": None}) == -1.0
