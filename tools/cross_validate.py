@@ -18,8 +18,11 @@ same recipe. Everything goes to OUTPUT_DIR/<dataset>/<cfg name>_cv.json.
 --zoom 0.5,1,2,3,4 also scores every held-out photo as if the camera were closer or further
 (TEST.ZOOM: zoom z > 1 is the photo's centre 1/z upscaled z times, bilinear for the photo and
 nearest for the label before DATASET.LABEL_DILATE; z < 1 the photo downscaled): wires z times
-wider or narrower than the photos hold. It prints the mean and worst-fold wire F1 per zoom and
-how far each zoom falls below zoom 1.
+wider or narrower than the photos hold. It prints the mean and worst-fold wire F1 per zoom, how
+far each zoom falls below zoom 1, and the reference to read a zoom against: the fold models'
+zoom-1 predictions carried to that zoom and scored there (with a tolerance fixed in pixels the
+labels' own placement error grows with the zoom, so even a model that does at every zoom what it
+does at zoom 1 scores lower at zoom 4).
 
 A fold whose training finished earlier is not trained again (its checkpoint holds its
 scores) unless --overwrite, and its held-out scores are kept (cv_eval.json in its folder)
@@ -38,7 +41,7 @@ from pathlib import Path
 
 from lib.config import ExperimentPaths, config_name, get_config
 from lib.core.budget import finished_epochs
-from lib.core.evaluation import evaluate
+from lib.core.evaluation import carried_zoom_scores, evaluate
 from lib.core.thresholds import DEFAULT_THRESHOLDS, ThresholdSweep, held_out_thresholds
 from lib.core.training import train
 from lib.core.wire_metrics import wire_metrics_from_cfg
@@ -226,6 +229,23 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def carried_fold(cfg, out: Path, zooms: list[float]) -> dict[float, dict]:
+    """The fold's zoom-1 predictions carried to each zoom and scored (kept on disk)."""
+    path = out / "cv_eval_carried.json"
+    settings = {**eval_settings(cfg), "zooms": zooms}
+    if path.is_file():
+        try:
+            kept = json.loads(path.read_text(encoding="utf-8"))
+            if kept.get("settings") == settings:
+                return {float(z): v for z, v in kept["scores"].items()}
+        except ValueError:
+            pass
+    scores = carried_zoom_scores(cfg, cfg.TEST.MODEL_FILE, zooms)
+    write_text_atomic(path, json.dumps({"settings": settings,
+                                        "scores": {f"{z:g}": v for z, v in scores.items()}}))
+    return scores
+
+
 def at_zoom(cfg, zoom: float):
     """A copy of the fold's config that scores at TEST.ZOOM `zoom`."""
     cfg = cfg.clone()
@@ -235,15 +255,20 @@ def at_zoom(cfg, zoom: float):
     return cfg
 
 
-def zoom_summary(by_zoom: dict[float, dict[int, dict]]) -> dict:
-    """Per zoom: each fold's argmax scores, their mean and worst, and the mean F1's fall
-    below zoom 1's."""
+def zoom_summary(by_zoom: dict[float, dict[int, dict]],
+                 carried: dict[int, dict[float, dict]] | None = None) -> dict:
+    """Per zoom: each fold's argmax scores, their mean and worst, the mean F1's fall below
+    zoom 1's, and the mean F1 of the zoom-1 predictions carried to that zoom."""
     out = {}
     for zoom, records in by_zoom.items():
         rows = {k: dict(r["scores"]) for k, r in records.items()}
         mean = {c: statistics.fmean(r[c] for r in rows.values()) for c in (*KEYS, "miou")}
         worst = {c: min(r[c] for r in rows.values()) for c in (*KEYS, "miou")}
         out[f"{zoom:g}"] = {"folds": rows, "mean": mean, "worst": worst}
+        if carried:
+            out[f"{zoom:g}"]["carried_f1"] = {k: c[zoom]["f1"] for k, c in carried.items()}
+            out[f"{zoom:g}"]["carried_mean_f1"] = statistics.fmean(
+                c[zoom]["f1"] for c in carried.values())
     base = out["1"]["mean"]["f1"]
     for row in out.values():
         row["drop_from_zoom_1"] = base - row["mean"]["f1"]
@@ -251,12 +276,15 @@ def zoom_summary(by_zoom: dict[float, dict[int, dict]]) -> dict:
 
 
 def zoom_table(zooms: dict) -> str:
-    head = f"{'zoom':>6}  {'mean F1':>7}  {'worst':>7}  {'mean P':>7}  {'mean R':>7}  {'below zoom 1':>12}"
+    head = (f"{'zoom':>6}  {'mean F1':>7}  {'worst':>7}  {'mean P':>7}  {'mean R':>7}  "
+            f"{'below zoom 1':>12}  {'zoom 1 carried':>14}")
     lines = [head]
     for zoom, row in sorted(zooms.items(), key=lambda item: float(item[0])):
         m = row["mean"]
+        carried = f"{row['carried_mean_f1']:>14.4f}" if "carried_mean_f1" in row else f"{'-':>14}"
         lines.append(f"{zoom:>6}  {m['f1']:>7.4f}  {row['worst']['f1']:>7.4f}  "
-                     f"{m['precision']:>7.4f}  {m['recall']:>7.4f}  {row['drop_from_zoom_1']:>12.4f}")
+                     f"{m['precision']:>7.4f}  {m['recall']:>7.4f}  {row['drop_from_zoom_1']:>12.4f}"
+                     f"  {carried}")
     return "\n".join(lines)
 
 
@@ -278,12 +306,15 @@ def cross_validate(args, records: dict) -> None:
         numbers = [k for k in numbers if k in wanted]
     zooms = parse_zooms(args.zoom)
     by_zoom: dict[float, dict[int, dict]] = {z: {} for z in zooms}
+    carried: dict[int, dict[float, dict]] = {}
     for k in numbers:
         cfg, out = run_fold(args, k)
         records[k] = score_fold(at_zoom(cfg, 1.0), out, k)
         by_zoom[1.0][k] = records[k]
         for zoom in zooms[1:]:
             by_zoom[zoom][k] = score_fold(at_zoom(cfg, zoom), out, k)
+        if len(zooms) > 1:
+            carried[k] = carried_fold(at_zoom(cfg, 1.0), out, zooms)
     cfg = get_config(args.cfg, args.opts)
     summary = {
         "cfg": args.cfg,
@@ -292,7 +323,7 @@ def cross_validate(args, records: dict) -> None:
         "test": {key: eval_settings(cfg)[key] for key in ("scales", "flip", "tolerance")},
     }
     if len(zooms) > 1:
-        summary["zoom"] = zoom_summary(by_zoom)
+        summary["zoom"] = zoom_summary(by_zoom, carried)
     summary["recommended_threshold"] = recommend(summary)
     path = ExperimentPaths.of(cfg, config_name(args.cfg)).cv_summary()
     write_text_atomic(path, json.dumps(summary, indent=2), "the cross-validation summary")

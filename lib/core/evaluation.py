@@ -34,6 +34,7 @@ from lib.core.thresholds import (
 )
 from lib.core.wire_metrics import WireMetrics, wire_metrics_from_cfg
 from lib.datasets import build_dataset
+from lib.datasets.base import zoom_view
 from lib.datasets.palette import POWERLINE_ID_VALUES, palette_for, save_id_png, save_palette_png
 from lib.models import load_trained
 from lib.models.bn_folding import prepare_for_inference
@@ -246,3 +247,44 @@ def metrics_table(metrics: dict, class_names: Sequence[str] | None = None) -> st
     for key, value in metrics.get("wire", {}).items():  # tolerance-based wire scores
         lines.append(f"{'wire ' + key:<{width}}  {value:.4f}")
     return "\n".join(lines)
+
+
+@torch.no_grad()
+def carried_zoom_scores(cfg, model_file: str | Path, zooms: Sequence[float]) -> dict[float, dict]:
+    """Wire scores at each zoom of the model's zoom-1 predictions carried to that zoom.
+
+    Each photo of DATASET.TEST_SET is predicted once as it is (TEST.SCALE_LIST, TEST.FLIP_TEST,
+    argmax); the prediction is zoomed the way TEST.ZOOM zooms the label (nearest) and scored
+    against the zoomed label. The result is what a model that does at zoom z exactly what it
+    does at zoom 1 would score there: with a tolerance fixed in pixels, the label's own
+    placement error grows with the zoom, so this, not the zoom-1 score, is the reference a
+    zoomed score is to be read against. One process, CPU or the device of `cfg`'s run.
+    """
+    model = prepare_for_inference(load_trained(cfg, model_file), cfg,
+                                  torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    dataset = build_dataset(cfg, "test")
+    count = min(len(dataset), cfg.TEST.NUM_SAMPLES or len(dataset))
+    wire = wire_metrics_from_cfg(cfg)
+    if wire is None:
+        raise ValueError(f"{cfg.DATASET.DATASET} has no wire class: set TEST.WIRE_CLASSES")
+    metrics = {z: WireMetrics(wire.wire_classes, wire.tolerance, wire.ignore_label) for z in zooms}
+    crop_w, crop_h = cfg.TEST.IMAGE_SIZE
+    memory_format = torch.channels_last if cfg.MODEL.CHANNELS_LAST else torch.contiguous_format
+    device = next(model.parameters()).device
+    for index in range(count):
+        image, label, _, _ = dataset[index]
+        pred = multi_scale_inference(
+            model, image[None].to(device), num_classes=cfg.DATASET.NUM_CLASSES,
+            scales=list(cfg.TEST.SCALE_LIST), flip=cfg.TEST.FLIP_TEST,
+            base_size=cfg.TEST.BASE_SIZE, crop_size=(crop_h, crop_w),
+            align_corners=cfg.MODEL.ALIGN_CORNERS, output_index=cfg.TEST.OUTPUT_INDEX,
+            window_batch=cfg.TEST.WINDOW_BATCH, amp=cfg.TEST.AMP, memory_format=memory_format,
+        )
+        if pred.shape[-2:] != label.shape[-2:]:
+            pred = F.interpolate(pred, label.shape[-2:], mode="bilinear",
+                                 align_corners=cfg.MODEL.ALIGN_CORNERS)
+        ids = pred[0].argmax(0).cpu().numpy().astype(np.int64)
+        for zoom in zooms:
+            _, carried = zoom_view(None, ids, zoom, wire.wire_classes)
+            metrics[zoom].update(carried, dataset.label_at_zoom(index, zoom))
+    return {z: m.compute() for z, m in metrics.items()}

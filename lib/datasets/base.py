@@ -66,8 +66,8 @@ LABEL_RESAMPLING = {"centre": 0.5, "official": 0.0}  # offset of the nearest lab
 
 
 def zoom_view(
-    image: np.ndarray, raw: np.ndarray | None, zoom: float, keep: Sequence[int] = ()
-) -> tuple[np.ndarray, np.ndarray | None]:
+    image: np.ndarray | None, raw: np.ndarray | None, zoom: float, keep: Sequence[int] = ()
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The photo (and its raw label) as if the camera were `zoom` times closer.
 
     zoom > 1: the centre 1/zoom of the photo (each side), upscaled back to the photo's size,
@@ -75,9 +75,9 @@ def zoom_view(
     `zoom` times wider and the label's band with it. zoom < 1: the whole photo downscaled to
     `zoom` times its size (area averaging for the photo, nearest for the label, except that a
     pixel takes the raw value in `keep` (the wires) where any pixel of that value falls inside
-    it: nearest sampling alone would drop parts of a one-pixel curve).
+    it: nearest sampling alone would drop parts of a one-pixel curve). Either may be None.
     """
-    h, w = image.shape[:2]
+    h, w = (image if image is not None else raw).shape[:2]
     if zoom == 1:
         return image, raw
     if zoom > 1:
@@ -85,15 +85,16 @@ def zoom_view(
         x0, y0 = (w - cw) / 2, (h - ch) / 2
         # output pixel centre (u + 0.5) samples source x0 + (u + 0.5) / zoom
         matrix = np.array([[1 / zoom, 0.0, x0 + 0.5 / zoom - 0.5], [0.0, 1 / zoom, y0 + 0.5 / zoom - 0.5]])
-        out = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                             borderMode=cv2.BORDER_REPLICATE)
+        out = None if image is None else cv2.warpAffine(
+            image, matrix, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE)
         if raw is None:
             return out, None
         xs = np.minimum(np.floor(x0 + (np.arange(w) + 0.5) / zoom).astype(np.intp), w - 1)
         ys = np.minimum(np.floor(y0 + (np.arange(h) + 0.5) / zoom).astype(np.intp), h - 1)
         return out, np.ascontiguousarray(raw[ys[:, None], xs[None, :]])
     size = (max(1, int(round(w * zoom))), max(1, int(round(h * zoom))))
-    out = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    out = None if image is None else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     if raw is None:
         return out, None
     xs = np.minimum(np.floor((np.arange(size[0]) + 0.5) * w / size[0]).astype(np.intp), w - 1)
@@ -440,6 +441,16 @@ class ListDataset(torch.utils.data.Dataset):
 
     def _map(self, raw: np.ndarray) -> np.ndarray:
         return self._lut[raw]
+
+    def label_at_zoom(self, index: int, zoom: float) -> np.ndarray:
+        """Item `index`'s label as class ids at `zoom` (zoom_view before the dilation, as the
+        evaluation samples at TEST.ZOOM have it)."""
+        item = self.items[index]
+        _, width, height, raw = self._open(item, dilate=False)
+        if raw is None:
+            raise DatasetError(f"{item['where']}: no label to zoom")
+        _, raw = zoom_view(None, raw, zoom, self._wire_values())
+        return self._map(self._dilate(raw) if self.label_dilate else raw)
 
     def _wire_values(self) -> list[int]:
         """The raw label values of `dilate_classes` (the wires)."""

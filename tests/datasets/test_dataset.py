@@ -328,6 +328,8 @@ def test_zoom_view_upscales_the_centre_and_widens_the_label_before_dilation(tmp_
     # the centre 30x20 starts at x = 45: column 61 covers output columns 64-67, dilated 63-68
     columns = torch.nonzero(zoomed[1][40]).flatten().tolist()
     assert columns == list(range(63, 69))
+    ds = build_dataset(_cfg(tmp_path, [line], dataset="daodixian_seg", **extra), "val")
+    assert np.array_equal(ds.label_at_zoom(0, 4), zoomed[1].numpy())  # what TEST.ZOOM scores
     dark = np.flatnonzero(_denormalise(zoomed[0])[40, :, 0] < 120)
     assert 3 <= dark.size <= 6 and set(dark) <= set(columns)  # the photo's wire under the label
     far = build_dataset(

@@ -101,6 +101,10 @@ def test_cross_validate_trains_scores_and_reuses_finished_folds(tiny_data, tmp_p
     three = summary["zoom"]["3"]
     assert three["worst"]["f1"] == min(r["f1"] for r in three["folds"].values())
     assert three["drop_from_zoom_1"] == pytest.approx(summary["mean"]["f1"] - three["mean"]["f1"])
+    # the reference: zoom-1 predictions carried to each zoom; at zoom 1 they are the scored ones
+    one = summary["zoom"]["1"]
+    assert one["carried_f1"] == pytest.approx({k: r["f1"] for k, r in one["folds"].items()})
+    assert 0 <= three["carried_mean_f1"] <= 1 and "zoom 1 carried" in printed
     kept = json.loads((tmp_path / "output" / "daodixian_seg" / f"{DEMO_CFG.stem}_fold1"
                        / "cv_eval_zoom3.json").read_text())
     assert kept["settings"]["zoom"] == 3.0 and kept["scores"] == three["folds"]["1"]
