@@ -38,7 +38,7 @@ def fold_lines(lines: list[str], k: int) -> list[list[str]]:
 def write_folds(list_file: Path, k: int, out: Path) -> list[dict]:
     """Write fold<k>_train.lst / fold<k>_val.lst (+ folds.json) under `out`; returns the folds."""
     try:
-        text = list_file.read_text(encoding="utf-8")
+        text = list_file.read_text(encoding="utf-8-sig")
     except OSError as err:
         raise ValueError(f"{list_file}: cannot read list file ({err.strerror or err})") from None
     lines = [ln.rstrip("\r\n") for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]

@@ -22,7 +22,7 @@ from tools import cli
 def _pairs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     if args.list:
         pairs = []
-        for number, line in enumerate(args.list.read_text(encoding="utf-8").split("\n"), start=1):
+        for number, line in enumerate(args.list.read_text(encoding="utf-8-sig").split("\n"), start=1):
             parts = parse_line(line)
             if not parts:
                 continue

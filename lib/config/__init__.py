@@ -120,7 +120,7 @@ def get_config(cfg_file: str | Path | None = None, opts: Sequence[str] | None = 
     if cfg_file:
         path = Path(cfg_file)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")
         except OSError as err:
             raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from None
         try:

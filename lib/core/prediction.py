@@ -90,7 +90,7 @@ def list_photos(
             )
             photos += [(path / p.relative_to(root), p.relative_to(root).as_posix()) for p in found]
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
-            for line in path.read_text(encoding="utf-8").split("\n"):
+            for line in path.read_text(encoding="utf-8-sig").split("\n"):
                 if line.strip() and not line.lstrip().startswith("#"):
                     item = _list_entry(line, path)
                     photos.append((item, item.name))

@@ -249,7 +249,7 @@ class ListDataset(torch.utils.data.Dataset):
 
     def _read_list(self) -> tuple[list[dict], bool]:
         try:
-            text = self.list_path.read_text(encoding="utf-8")
+            text = self.list_path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as err:
             raise DatasetError(
                 f"{self.list_path}: cannot read list file ({getattr(err, 'strerror', None) or err})"

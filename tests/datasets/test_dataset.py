@@ -402,3 +402,12 @@ def test_label_fill_makes_a_wire_drawn_as_two_edges_one_band_in_training_only(tm
     assert build_dataset(cfg, "val")[0][1][10].nonzero().flatten().tolist() == [20, 27, 50]
     with pytest.raises(Exception, match="TRAIN.LABEL_FILL is -1"):
         _cfg(tmp_path, [line], **{"TRAIN.LABEL_FILL": -1})
+
+
+def test_a_list_file_saved_with_a_byte_order_mark_reads_its_first_path_whole(tmp_path):
+    line = _write(tmp_path, "a", *_sample())
+    cfg = _cfg(tmp_path, [line])
+    (tmp_path / "lists" / "l.lst").write_text(line + "\n", encoding="utf-8-sig")  # Notepad's UTF-8
+    ds = build_dataset(cfg, "val")
+    assert ds.items[0]["image"] == tmp_path / "list" / "img" / "a.png"
+    assert ds[0][0].shape == (3, H, W)

@@ -303,3 +303,13 @@ def test_progress_bar_counts_the_campaign_with_photos_per_minute(weights, tmp_pa
     bar = bars[-1]
     assert (bar.total, bar.n, len(bar.postfix)) == (3, 3, 2)  # the rate after each prediction
     assert all(t.endswith(" photos/min") and float(t.split()[0]) > 0 for t in bar.postfix)
+
+
+def test_a_photo_list_with_a_byte_order_mark_names_its_first_photo_whole(tmp_path):
+    from lib.core.prediction import list_photos
+
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "b.jpg").write_bytes(b"x")
+    lst = tmp_path / "photos.lst"
+    lst.write_text("a.jpg\nb.jpg\n", encoding="utf-8-sig")
+    assert [p for p, _ in list_photos([lst])] == [tmp_path / "a.jpg", tmp_path / "b.jpg"]
