@@ -56,6 +56,11 @@ def pick(cfg, name: str, thresholds, local_rank: int = -1) -> dict | None:
         return None
     if metrics is None:
         raise ValueError(f"{cfg.DATASET.TEST_SET}: the list has no labels to pick a threshold on")
+    if not sweep.counts[:, 3].any():  # nothing to find: every threshold "scores" F1 1.0
+        raise ValueError(
+            f"{cfg.DATASET.TEST_SET}: its {sweep.images} photos hold no labelled wire pixel, so "
+            "no threshold can be picked on them (nothing written); use a list with wires"
+        )
     best = sweep.best()
     argmax = metrics["wire"]
     record = {

@@ -223,10 +223,11 @@ def testval(
     if cm is None:
         return None
     cm.reduce_from_all_processes()
-    if sweep is not None:
-        counts = torch.from_numpy(sweep.counts)
+    if sweep is not None:  # every rank's counts and photo count, summed
+        counts = torch.from_numpy(np.append(sweep.counts.ravel(), sweep.images))
         all_reduce_sum(counts)
-        sweep.counts = counts.numpy()
+        sweep.counts = counts[:-1].numpy().reshape(sweep.counts.shape)
+        sweep.images = int(counts[-1])
     result = cm.compute()
     result["confusion_matrix"] = cm.mat.cpu().tolist()
     if wire_metrics is not None:  # (ours) tolerant wire P/R/F1 and clDice

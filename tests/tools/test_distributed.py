@@ -92,6 +92,13 @@ def test_torchrun_two_processes_train_and_validate_like_one(tiny_data, tmp_path)
     pixels = sum(sum(row) for row in ckpt3["metrics"]["confusion_matrix"])
     assert pixels == 96 * 128 - int((val[0][1] == 255).sum())  # exactly the one photo
 
+    # pick_threshold on two processes counts the photos of both shards (2 + 1), not rank 0's
+    pick = [*cmd[:-len(opts) - 3], str(REPO / "tools" / "pick_threshold.py"), "--cfg",
+            str(DEMO_CFG), *opts, "TEST.MODEL_FILE", str(out / "final_state.pth")]
+    run = subprocess.run(pick, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "on 3 photos) written to" in run.stdout
+
 
 def test_torchrun_a_bad_photo_is_named_by_the_rank_that_read_it(tiny_data, tmp_path):
     # a copy of the tiny dataset with one unreadable training photo, read in a loader worker

@@ -66,3 +66,29 @@ def test_pick_then_test_and_predict_use_the_threshold(tiny_data, tmp_path, capsy
     arg = np.asarray(Image.open(next((tmp_path / "p2" / "masks").rglob("*.png"))))
     assert (high > 0).mean() < (arg > 0).mean()
     assert next((tmp_path / "p1" / "probs").rglob("*.png")).is_file()
+
+
+def test_a_list_without_wire_labels_is_refused_and_the_kept_threshold_stays(tiny_data, tmp_path,
+                                                                             capsys):
+    from lib.datasets.lists import parse_line
+
+    opts = tiny_opts(tiny_data, tmp_path)
+    weights = _weights(tmp_path, opts)
+    argv = ["--cfg", str(DEMO_CFG), *opts, "TEST.MODEL_FILE", str(weights)]
+    assert pick_threshold.main(argv) == 0
+    kept = threshold_file(weights).read_text()
+    lines = []
+    for line in (tiny_data / "list" / "daodixian_seg" / "val.lst").read_text().splitlines():
+        if not line.strip():
+            continue
+        image, label = (tiny_data / "daodixian_seg" / p for p in parse_line(line))
+        empty = tmp_path / f"empty_{label.name}"
+        Image.fromarray(np.zeros_like(np.asarray(Image.open(label)))).save(empty)
+        lines.append(f"{image}\t{empty}")
+    no_wires = tmp_path / "no_wires.lst"
+    no_wires.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert pick_threshold.main([*argv, "DATASET.TEST_SET", str(no_wires)]) == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and f"its {len(lines)} photos hold no labelled wire pixel" in errors[0]
+    assert threshold_file(weights).read_text() == kept  # nothing written over the good file
