@@ -196,6 +196,12 @@ def _check_values(cfg: CfgNode, source: str) -> None:
         raise ConfigError(f"TRAIN.AUG_ZOOM is {cfg.TRAIN.AUG_ZOOM} {where}; a probability in [0, 1]")
     if not 1 <= cfg.TRAIN.AUG_ZOOM_MAX < float("inf"):
         raise ConfigError(f"TRAIN.AUG_ZOOM_MAX is {cfg.TRAIN.AUG_ZOOM_MAX} {where}; a zoom of 1 or more")
+    for key in ("TRAIN.AMP", "TEST.AMP"):
+        section, leaf = key.split(".")
+        if cfg[section][leaf] not in ("", "bf16", "fp16"):
+            raise ConfigError(
+                f"{key} is {cfg[section][leaf]!r} {where}; use \"\" (fp32), bf16 or fp16 (CUDA only)"
+            )
     if not list(cfg.TEST.SCALE_LIST) or not all(v > 0 for v in cfg.TEST.SCALE_LIST):
         raise ConfigError(f"TEST.SCALE_LIST is {list(cfg.TEST.SCALE_LIST)} {where}; give scales > 0")
 

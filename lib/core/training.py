@@ -85,6 +85,9 @@ def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) ->
     writer = SummaryWriter(str(log_dir)) if main_rank else None
     logger.info("config %s, %d process(es) on %s\n%s", name, info.world_size, device, cfg.dump())
 
+    for key in ("TRAIN.AMP", "TEST.AMP"):  # fp16 on a CPU run: refused now, not at validation
+        section, leaf = key.split(".")
+        autocast_dtype(cfg[section][leaf], device, key)
     train_set, loaders = _datasets_and_loaders(cfg, info)
     model, criterion = _model_and_loss(cfg, info, getattr(train_set, "class_weights", None))
     optimizer = build_optimizer(cfg, model)

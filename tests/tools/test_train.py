@@ -287,3 +287,16 @@ def test_mix_ratio_without_a_list_is_one_line(tmp_path, capsys):
     argv = ["--cfg", str(DEMO_CFG), "DATASET.MIX_RATIO", "0.5", "OUTPUT_DIR", str(tmp_path)]
     assert train_tool.main(argv) == 2
     assert "DATASET.MIX_SET is empty" in capsys.readouterr().err
+
+
+def test_amp_keys_are_checked_before_the_first_epoch(tiny_data, tmp_path, monkeypatch, capsys):
+    def no_epoch(*args, **kwargs):
+        raise AssertionError("an epoch ran before the AMP keys were checked")
+
+    monkeypatch.setattr(training, "train_one_epoch", no_epoch)
+    for key, value, says in (("TEST.AMP", "fp16", "TEST.AMP fp16 needs a CUDA device"),
+                             ("TRAIN.AMP", "bf61", "TRAIN.AMP is 'bf61'")):
+        opts = tiny_opts(tiny_data, tmp_path / key, key, value)
+        assert train_tool.main(["--cfg", str(DEMO_CFG), *opts]) == 2
+        errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and says in errors[0]
