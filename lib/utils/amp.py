@@ -24,6 +24,7 @@ __all__ = ["AMP_NAMES", "autocast", "autocast_dtype", "bf16_supported", "grad_sc
 logger = logging.getLogger(__name__)
 
 AMP_NAMES = {"": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_WARNED: set[tuple[str, str]] = set()  # (key, device) whose bf16 fall-back was logged
 
 
 def _device(device: torch.device | str) -> torch.device:
@@ -59,7 +60,9 @@ def autocast_dtype(amp: str, device: torch.device | str, key: str = "AMP") -> to
     if dtype is torch.float16 and device.type != "cuda":
         raise ValueError(f"{key} fp16 needs a CUDA device (got {device.type}); use bf16 on CPU")
     if dtype is torch.bfloat16 and not bf16_supported(device):
-        logger.warning("%s bf16: %s has no native bfloat16; running fp32", key, device)
+        if (key, str(device)) not in _WARNED:  # once per key and device, not per batch
+            _WARNED.add((key, str(device)))
+            logger.warning("%s bf16: %s has no native bfloat16; running fp32", key, device)
         return None
     return dtype
 
