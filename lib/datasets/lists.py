@@ -26,6 +26,15 @@ def pair_folders(root: Path, images: str, labels: str | None) -> tuple[list[list
     )
     if not image_files:
         raise ValueError(f"{root / images}: no images")
+    seen: dict[str, Path] = {}
+    for p in image_files:  # a.jpg and a.png would both take the label a.png
+        stem = p.relative_to(root / images).with_suffix("").as_posix()
+        if stem in seen:
+            raise ValueError(
+                f"{root / images}: {seen[stem].name} and {p.name} share the name {stem!r}, so "
+                "one label would serve both; rename or remove one"
+            )
+        seen[stem] = p
     if labels is None:
         return [[p.relative_to(root).as_posix()] for p in image_files], []
     label_files = {}

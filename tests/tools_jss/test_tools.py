@@ -146,3 +146,21 @@ def test_prediction_writers(tmp_path):
     assert np.asarray(Image.open(tmp_path / "cs.png")).tolist() == [
         [7, 33]
     ]  # road, bicycle label ids
+
+
+def test_make_lists_refuses_two_photos_that_one_label_would_serve(tmp_path, capsys):
+    from tools_jss import make_lists
+
+    root = tmp_path / "data"
+    (root / "img").mkdir(parents=True)
+    (root / "lab").mkdir()
+    for name in ("a.jpg", "a.png", "b.jpg"):
+        (root / "img" / name).write_bytes(b"x")
+    for name in ("a.png", "b.png"):
+        (root / "lab" / name).write_bytes(b"x")
+    out = tmp_path / "l.lst"
+    argv = ["--root", str(root), "--images", "img", "--labels", "lab", "--out", str(out)]
+    assert make_lists.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a.jpg and a.png share the name 'a'" in err[0]
+    assert not out.exists()
