@@ -109,6 +109,8 @@ def folds_main(argv: list[str]) -> int:
     parser.add_argument("--folds", type=int, required=True, help="number of folds K (>= 2)")
     parser.add_argument("--from-list", type=Path, required=True, help="the list file to cut")
     parser.add_argument("--out", type=Path, required=True, help="folder for the fold lists")
+    parser.add_argument("--root", type=Path,
+                        help="accepted and not needed: the list's paths are kept as written")
     args = parser.parse_args(argv)
     try:
         folds = write_folds(args.from_list, args.folds, args.out)

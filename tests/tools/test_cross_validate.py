@@ -40,6 +40,10 @@ def test_folds_are_contiguous_blocks_of_the_sorted_names(tiny_data, tmp_path, ca
     again = tmp_path / "again"
     assert make_lists.main(["--folds", "3", "--from-list", str(path), "--out", str(again)]) == 0
     assert (again / "fold2_val.lst").read_text() == (out / "fold2_val.lst").read_text()
+    # --root, which the list-writing form requires, is accepted here too (paths kept as written)
+    assert make_lists.main(["--folds", "3", "--from-list", str(path), "--out", str(again),
+                            "--root", str(tiny_data)]) == 0
+    assert (again / "fold2_val.lst").read_text() == (out / "fold2_val.lst").read_text()
     assert make_lists.main(["--folds", "30", "--from-list", str(path), "--out", str(again)]) == 2
     assert "11 photos cannot make 30 folds" in capsys.readouterr().err
 
