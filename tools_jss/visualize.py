@@ -32,6 +32,9 @@ def _pairs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
                 )
             pairs.append((args.root / parts[0], args.root / parts[1]))
         return pairs
+    for flag, folder in (("--images", args.images), ("--labels", args.labels)):
+        if folder is None or not folder.is_dir():
+            raise FileNotFoundError(f"{flag} {folder}: no such folder")
     labels = {p.stem: p for p in sorted(args.labels.rglob("*.png"))}
     pairs = [
         (p, labels[p.stem])

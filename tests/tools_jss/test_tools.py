@@ -164,3 +164,14 @@ def test_make_lists_refuses_two_photos_that_one_label_would_serve(tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "a.jpg and a.png share the name 'a'" in err[0]
     assert not out.exists()
+
+
+def test_visualize_names_a_missing_folder(tmp_path, capsys):
+    from tools_jss import visualize
+
+    (tmp_path / "lab").mkdir()
+    argv = ["--images", str(tmp_path / "photos"), "--labels", str(tmp_path / "lab"),
+            "--out", str(tmp_path / "out")]
+    assert visualize.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --images {tmp_path / 'photos'}: no such folder"]
