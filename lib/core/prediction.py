@@ -133,6 +133,13 @@ def read_label(path: Path, cfg, dilate: int = 0) -> np.ndarray:
     raw = decode_label(path)
     ignore = cfg.TRAIN.IGNORE_LABEL
     mapping = getattr(DATASETS.get(cfg.DATASET.DATASET), "label_map", None)
+    allowed = set(mapping) if mapping else set(range(cfg.DATASET.NUM_CLASSES))
+    bad = sorted(int(v) for v in np.unique(raw) if int(v) not in allowed and int(v) != ignore)
+    if bad:  # as training refuses them: a value that is no class would be scored as nothing
+        raise DecodeError(
+            f"label {path} has values {bad[:8]} that are no class of {cfg.DATASET.DATASET} "
+            f"({cfg.DATASET.NUM_CLASSES} classes) and not the ignore label {ignore}"
+        )
     if mapping:
         ids = np.full(raw.shape, ignore, np.int64)
         for value, cls in mapping.items():

@@ -313,3 +313,12 @@ def test_a_photo_list_with_a_byte_order_mark_names_its_first_photo_whole(tmp_pat
     lst = tmp_path / "photos.lst"
     lst.write_text("a.jpg\nb.jpg\n", encoding="utf-8-sig")
     assert [p for p, _ in list_photos([lst])] == [tmp_path / "a.jpg", tmp_path / "b.jpg"]
+
+
+def test_label_values_that_are_no_class_are_refused_with_the_file_named(tmp_path):
+    cfg = get_config(DEMO_CFG)
+    label = np.zeros((20, 20), np.uint8)
+    label[10, 2:18] = 7  # neither background, wire (1 / 255) nor the ignore label
+    cv2.imwrite(str(tmp_path / "l.png"), label)
+    with pytest.raises(ValueError, match=r"l.png has values \[7\] that are no class"):
+        read_label(tmp_path / "l.png", cfg)
