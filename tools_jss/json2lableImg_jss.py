@@ -12,8 +12,8 @@ Platform coordinates are normalised to [0, 1]; a little outside is clamped. An i
 coordinates above 2 was exported in pixels: it is drawn in pixels, with one warning line per
 file naming those items. A malformed item is skipped with a line naming the file and item.
 
-Exit status: 0 all written, 1 something skipped, 2 nothing could be done (bad options, or a
-bad item under --strict).
+Exit status: 0 all written, 1 something skipped, 2 nothing written (bad options, an empty
+export, every item skipped, or a bad item under --strict).
 """
 
 from __future__ import annotations
@@ -122,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     for reason in summary.skipped:
         print(f"  skipped: {reason}")
+    if not sum(summary.written.values()):  # an empty export, or every item skipped
+        print(f"error: {args.input}: no image was written (an empty export, or every item "
+              "skipped: see the lines above)", file=sys.stderr)
+        return 2
     return 1 if summary.skipped else 0
 
 

@@ -168,7 +168,7 @@ def test_cityscapes_polygons_and_unknown_label_handling(tmp_path, capsys):
                 str(tmp_path / "l2"),
             ]
         )
-        == 1
+        == 2  # its one image skipped: nothing written
     )
     assert "unknown label 'tower'" in capsys.readouterr().out
 
@@ -330,5 +330,10 @@ def test_reconverting_without_val_removes_the_stale_val_list(tmp_path, capsys):
     assert f"removed {tmp_path / 'lists' / 'val.lst'}" in out
     assert (tmp_path / "lists" / "train.lst").read_text().count("\n") == 3
     (tmp_path / "none").mkdir()  # nothing converted: the earlier lists stay as they were
-    assert _run(tmp_path, "--val-every", "0", "--images", str(tmp_path / "none")) == 1
+    assert _run(tmp_path, "--val-every", "0", "--images", str(tmp_path / "none")) == 2
+    assert "no image was written" in capsys.readouterr().err
     assert (tmp_path / "lists" / "train.lst").read_text().count("\n") == 3
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")  # an export with no photo in it
+    assert converter.main(["--input", str(empty), "--images", str(tmp_path / "none"),
+                           "--out", str(tmp_path / "o3"), "--list-dir", str(tmp_path / "l3")]) == 2
