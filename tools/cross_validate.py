@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -296,6 +297,11 @@ def main(argv=None) -> int:
 
 def cross_validate(args, records: dict) -> None:
     """Train and score the folds (into `records`), write the summary json and print it."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each rank would decide and score alone
+        raise ValueError(
+            "tools/cross_validate.py runs as one process (its folds one after another); start it "
+            "with python, not torchrun, or run each fold's training with torchrun tools/train.py"
+        )
     parse_zooms(args.zoom)  # a bad --zoom: one line before any training
     numbers = find_folds(args.folds)
     if args.only:

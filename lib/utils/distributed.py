@@ -104,12 +104,26 @@ def _launched() -> bool:
     return "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
 
 
+def check_not_bare_slurm() -> None:
+    """`srun -n N python tools/train.py` without torchrun starts N independent runs that share
+    one OUTPUT_DIR and remove each other's temporary files: refused in one line."""
+    tasks = os.environ.get("SLURM_STEP_NUM_TASKS", "1")  # set by srun for the tasks of a step
+    if ("WORLD_SIZE" not in os.environ and "SLURM_PROCID" in os.environ and tasks.isdigit()
+            and int(tasks) > 1):
+        raise DistributedSetupError(
+            f"SLURM started {tasks} tasks without a launcher: each would run alone into the same "
+            "OUTPUT_DIR; run one task per node with torchrun (srun -n <nodes> torchrun "
+            "--nproc_per_node=N ...)"
+        )
+
+
 def init_distributed(local_rank: int | None = None, use_cuda: bool | None = None) -> DistInfo:
     """Join the process group when started by a launcher and pick this process's device.
 
     `use_cuda` defaults to "a GPU is present". The GPU is LOCAL_RANK, or the only visible one
     when each process sees one GPU (see `choose_cuda_index`); the choice is logged.
     """
+    check_not_bare_slurm()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(

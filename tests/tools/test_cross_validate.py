@@ -135,3 +135,10 @@ def test_a_threshold_that_loses_to_argmax_held_out_is_not_recommended():
     assert cross_validate.recommend(summary(0.74, 0.0)) == -1.0
     assert cross_validate.recommend(summary(0.91, 0.83)) == -1.0
     assert cross_validate.recommend({"threshold_for_all_photos": None}) == -1.0
+
+
+def test_cross_validate_under_torchrun_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cross_validate.main(["--cfg", str(DEMO_CFG), "--folds", str(tmp_path)]) == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "runs as one process" in errors[0]

@@ -300,3 +300,18 @@ def test_amp_keys_are_checked_before_the_first_epoch(tiny_data, tmp_path, monkey
         assert train_tool.main(["--cfg", str(DEMO_CFG), *opts]) == 2
         errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
         assert len(errors) == 1 and says in errors[0]
+
+
+def test_srun_tasks_without_a_launcher_are_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")
+    monkeypatch.setenv("SLURM_PROCID", "2")
+    argv = ["--cfg", str(DEMO_CFG), "OUTPUT_DIR", str(tmp_path / "out")]
+    assert train_tool.main(argv) == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "SLURM started 4 tasks without a launcher" in errors[0]
+    assert not (tmp_path / "out").exists()  # nothing written
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")  # one task (srun -n 1, sbatch): allowed
+    from lib.utils.distributed import check_not_bare_slurm
+
+    check_not_bare_slurm()
