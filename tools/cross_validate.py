@@ -146,17 +146,25 @@ def eval_settings(cfg) -> dict:
     }
 
 
+def kept_record(path: Path, settings: dict) -> dict | None:
+    """The record kept in `path` when it was scored with `settings`, else None (none kept,
+    other settings, or a damaged file: score again)."""
+    if not path.is_file():
+        return None
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+    return kept if kept.get("settings") == settings else None
+
+
 def score_fold(cfg, out: Path, k: int) -> dict:
     """The fold's held-out scores at argmax and its threshold-sweep counts (kept on disk)."""
     path = out / eval_file(cfg.TEST.ZOOM)
     settings = eval_settings(cfg)
-    if path.is_file():
-        try:
-            kept = json.loads(path.read_text(encoding="utf-8"))
-            if kept.get("settings") == settings:
-                return kept
-        except ValueError:
-            pass  # a damaged file: score again
+    kept = kept_record(path, settings)
+    if kept is not None:
+        return kept
     wire = wire_metrics_from_cfg(cfg)
     if wire is None:
         raise ValueError(f"{cfg.DATASET.DATASET} has no wire class: set TEST.WIRE_CLASSES")
@@ -234,13 +242,9 @@ def carried_fold(cfg, out: Path, zooms: list[float]) -> dict[float, dict]:
     """The fold's zoom-1 predictions carried to each zoom and scored (kept on disk)."""
     path = out / "cv_eval_carried.json"
     settings = {**eval_settings(cfg), "zooms": zooms}
-    if path.is_file():
-        try:
-            kept = json.loads(path.read_text(encoding="utf-8"))
-            if kept.get("settings") == settings:
-                return {float(z): v for z, v in kept["scores"].items()}
-        except ValueError:
-            pass
+    kept = kept_record(path, settings)
+    if kept is not None:
+        return {float(z): v for z, v in kept["scores"].items()}
     scores = carried_zoom_scores(cfg, cfg.TEST.MODEL_FILE, zooms)
     write_text_atomic(path, json.dumps({"settings": settings,
                                         "scores": {f"{z:g}": v for z, v in scores.items()}}))

@@ -20,6 +20,7 @@ from yacs.config import CfgNode
 
 from lib.config.defaults import defaults
 from lib.config.paths import ExperimentPaths
+from lib.utils.amp import AMP_NAMES
 
 __all__ = ["ConfigError", "ExperimentPaths", "get_config", "config_name", "wire_classes", "CfgNode"]
 
@@ -198,7 +199,7 @@ def _check_values(cfg: CfgNode, source: str) -> None:
         raise ConfigError(f"TRAIN.AUG_ZOOM_MAX is {cfg.TRAIN.AUG_ZOOM_MAX} {where}; a zoom of 1 or more")
     for key in ("TRAIN.AMP", "TEST.AMP"):
         section, leaf = key.split(".")
-        if cfg[section][leaf] not in ("", "bf16", "fp16"):
+        if cfg[section][leaf] not in AMP_NAMES:
             raise ConfigError(
                 f"{key} is {cfg[section][leaf]!r} {where}; use \"\" (fp32), bf16 or fp16 (CUDA only)"
             )

@@ -285,7 +285,7 @@ def carried_zoom_scores(cfg, model_file: str | Path, zooms: Sequence[float]) -> 
             pred = F.interpolate(pred, label.shape[-2:], mode="bilinear",
                                  align_corners=cfg.MODEL.ALIGN_CORNERS)
         ids = pred[0].argmax(0).cpu().numpy().astype(np.int64)
-        for zoom in zooms:
+        for zoom, zoomed_label in dataset.labels_at_zooms(index, zooms).items():
             _, carried = zoom_view(None, ids, zoom, wire.wire_classes)
-            metrics[zoom].update(carried, dataset.label_at_zoom(index, zoom))
+            metrics[zoom].update(carried, zoomed_label)
     return {z: m.compute() for z, m in metrics.items()}

@@ -36,6 +36,7 @@ from lib.core.tiling import tiled_predict
 from lib.core.vectorize import count_segments, platform_entry, write_preannotations
 from lib.core.wire_metrics import COUNT_NAMES, WireMetrics, scores_from_counts
 from lib.datasets import DATASETS
+from lib.datasets.base import label_tables
 from lib.datasets.decode import DecodeError, decode_image, decode_label
 from lib.datasets.lists import IMAGE_SUFFIXES, parse_line
 from lib.datasets.overlay import overlay, region_boxes
@@ -133,19 +134,14 @@ def read_label(path: Path, cfg, dilate: int = 0) -> np.ndarray:
     raw = decode_label(path)
     ignore = cfg.TRAIN.IGNORE_LABEL
     mapping = getattr(DATASETS.get(cfg.DATASET.DATASET), "label_map", None)
-    allowed = set(mapping) if mapping else set(range(cfg.DATASET.NUM_CLASSES))
-    bad = sorted(int(v) for v in np.unique(raw) if int(v) not in allowed and int(v) != ignore)
+    allowed, lut = label_tables(mapping, cfg.DATASET.NUM_CLASSES, ignore)
+    bad = [int(v) for v in np.unique(raw) if v < 0 or v >= len(allowed) or not allowed[v]]
     if bad:  # as training refuses them: a value that is no class would be scored as nothing
         raise DecodeError(
             f"label {path} has values {bad[:8]} that are no class of {cfg.DATASET.DATASET} "
             f"({cfg.DATASET.NUM_CLASSES} classes) and not the ignore label {ignore}"
         )
-    if mapping:
-        ids = np.full(raw.shape, ignore, np.int64)
-        for value, cls in mapping.items():
-            ids[raw == value] = cls
-    else:
-        ids = raw.astype(np.int64)
+    ids = lut[raw]
     if dilate > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate + 1, 2 * dilate + 1))
         for cls in wire_classes(cfg):

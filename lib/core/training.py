@@ -218,16 +218,8 @@ def _mixed_loader(cfg, own, mixed, info: DistInfo) -> DataLoader:
                     cfg.DATASET.TRAIN_SET, per_epoch, cfg.DATASET.MIX_SET, cfg.DATASET.MIX_RATIO)
     sampler = MixSampler(len(own), len(mixed), per_epoch, cfg.SEED, shuffle=cfg.TRAIN.SHUFFLE,
                          rank=info.rank, world_size=info.world_size)
-    workers = cfg.WORKERS
-    return DataLoader(
-        ConcatDataset([own, mixed]),
-        batch_size=cfg.TRAIN.BATCH_SIZE_PER_GPU,
-        sampler=sampler,
-        drop_last=True,
-        num_workers=workers,
-        pin_memory=cfg.PIN_MEMORY and info.device.type == "cuda",
-        persistent_workers=workers > 0 and cfg.TRAIN.PERSISTENT_WORKERS and not cfg.DETERMINISTIC,
-    )
+    return DataLoader(ConcatDataset([own, mixed]), batch_size=cfg.TRAIN.BATCH_SIZE_PER_GPU,
+                      sampler=sampler, drop_last=True, **_loader_options(cfg, info))
 
 
 def _model_and_loss(cfg, info: DistInfo, class_weights) -> tuple[nn.Module, nn.Module]:
@@ -317,15 +309,20 @@ def _epoch_line(epoch: int, end_epoch: int, stats: dict, metrics: dict | None, b
             f"{stats['seconds']:.1f} s | {val}")
 
 
-def make_loader(cfg, dataset, info: DistInfo, *, train: bool, epoch_seed: int = 0) -> DataLoader:
-    """Training: DistributedSampler (shuffle, drop_last batches); evaluation: unpadded shards."""
+def _loader_options(cfg, info: DistInfo) -> dict:
+    """DataLoader worker and memory options every loader of a run shares."""
     workers = cfg.WORKERS
-    common = dict(
+    return dict(
         num_workers=workers,
         pin_memory=cfg.PIN_MEMORY and info.device.type == "cuda",
         # persistent workers keep their RNG across epochs, which an exact resume cannot replay
         persistent_workers=workers > 0 and cfg.TRAIN.PERSISTENT_WORKERS and not cfg.DETERMINISTIC,
     )
+
+
+def make_loader(cfg, dataset, info: DistInfo, *, train: bool, epoch_seed: int = 0) -> DataLoader:
+    """Training: DistributedSampler (shuffle, drop_last batches); evaluation: unpadded shards."""
+    common = _loader_options(cfg, info)
     if not train:
         sampler = ShardSampler(len(dataset), info.rank, info.world_size)
         return DataLoader(

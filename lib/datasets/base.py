@@ -43,7 +43,7 @@ from lib.datasets.lists import parse_line
 if TYPE_CHECKING:  # only for the annotation: wire_aug imports the generator, which imports us
     from lib.datasets.wire_aug import WireAugment
 
-__all__ = ["DatasetError", "ListDataset", "MEAN", "STD", "normalise", "zoom_view"]
+__all__ = ["DatasetError", "ListDataset", "MEAN", "STD", "label_tables", "normalise", "zoom_view"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,23 @@ def zoom_view(
         covered = cv2.resize((raw == value).astype(np.float32), size, interpolation=cv2.INTER_AREA)
         small[covered > 0] = value
     return out, small
+
+
+def label_tables(
+    label_map: dict[int, int] | None, num_classes: int, ignore_label: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(allowed raw values as a bool table, raw value -> class id table); 256 entries for uint8.
+    `label_map` None: raw values are class ids; the ignore label is allowed and stays ignored."""
+    mapping = label_map or {v: v for v in range(num_classes)}
+    if ignore_label >= 0:
+        mapping = {ignore_label: ignore_label, **mapping}  # raw ignore stays ignored
+    size = max(256, max(mapping) + 1)
+    allowed = np.zeros(size, dtype=bool)
+    lut = np.full(size, ignore_label, dtype=np.int64)
+    for raw, cls in mapping.items():
+        if raw >= 0:
+            allowed[raw], lut[raw] = True, cls
+    return allowed, lut
 
 
 class DatasetError(ValueError):
@@ -235,17 +252,7 @@ class ListDataset(torch.utils.data.Dataset):
         return torch.tensor(weights, dtype=torch.float32)
 
     def _build_lut(self) -> tuple[np.ndarray, np.ndarray]:
-        """(allowed raw values as a bool table, raw value -> class id table); 256 entries for uint8."""
-        mapping = self.label_mapping() or {v: v for v in range(self.num_classes)}
-        if self.ignore_label >= 0:
-            mapping = {self.ignore_label: self.ignore_label, **mapping}  # raw ignore stays ignored
-        size = max(256, max(mapping) + 1)
-        allowed = np.zeros(size, dtype=bool)
-        lut = np.full(size, self.ignore_label, dtype=np.int64)
-        for raw, cls in mapping.items():
-            if raw >= 0:
-                allowed[raw], lut[raw] = True, cls
-        return allowed, lut
+        return label_tables(self.label_mapping(), self.num_classes, self.ignore_label)
 
     def _read_list(self) -> tuple[list[dict], bool]:
         try:
@@ -336,9 +343,8 @@ class ListDataset(torch.utils.data.Dataset):
             if not self.augment:
                 image = decode_image(item["image"], data=data)
                 if self.zoom != 1:
-                    image, raw = zoom_view(image, raw, self.zoom, self._wire_values())
-                    if raw is not None and self.label_dilate:
-                        raw = self._dilate(raw)
+                    image, _ = zoom_view(image, None, self.zoom)
+                    raw = self._zoom_label(raw, self.zoom) if raw is not None else None
                     height, width = image.shape[:2]
                 label = (
                     self._map(raw)
@@ -442,15 +448,23 @@ class ListDataset(torch.utils.data.Dataset):
     def _map(self, raw: np.ndarray) -> np.ndarray:
         return self._lut[raw]
 
-    def label_at_zoom(self, index: int, zoom: float) -> np.ndarray:
-        """Item `index`'s label as class ids at `zoom` (zoom_view before the dilation, as the
-        evaluation samples at TEST.ZOOM have it)."""
+    def labels_at_zooms(self, index: int, zooms: Sequence[float]) -> dict[float, np.ndarray]:
+        """Item `index`'s label as class ids at each of `zooms` (as the evaluation samples at
+        TEST.ZOOM have it), the label file read once."""
         item = self.items[index]
-        _, width, height, raw = self._open(item, dilate=False)
+        raw = self._read_label(item, *image_size(read_bytes(item["image"]), item["image"]), False)
         if raw is None:
             raise DatasetError(f"{item['where']}: no label to zoom")
+        return {zoom: self._map(self._zoom_label(raw, zoom)) for zoom in zooms}
+
+    def label_at_zoom(self, index: int, zoom: float) -> np.ndarray:
+        """Item `index`'s label as class ids at `zoom`."""
+        return self.labels_at_zooms(index, [zoom])[zoom]
+
+    def _zoom_label(self, raw: np.ndarray, zoom: float) -> np.ndarray:
+        """A raw label (not dilated) at `zoom` (zoom_view), then dilated (DATASET.LABEL_DILATE)."""
         _, raw = zoom_view(None, raw, zoom, self._wire_values())
-        return self._map(self._dilate(raw) if self.label_dilate else raw)
+        return self._dilate(raw) if self.label_dilate else raw
 
     def _wire_values(self) -> list[int]:
         """The raw label values of `dilate_classes` (the wires)."""

@@ -306,8 +306,6 @@ class MixSampler(Sampler[int]):
 
     def __init__(self, own: int, mixed: int, per_epoch: int, seed: int, *, shuffle: bool = True,
                  rank: int | None = None, world_size: int | None = None):
-        if mixed < 1 and per_epoch > 0:
-            raise ValueError("the mixed-in list holds no samples")
         self.own, self.mixed, self.per_epoch = int(own), int(mixed), int(per_epoch)
         self.seed, self.shuffle, self.epoch = int(seed), bool(shuffle), 0
         self.rank = get_rank() if rank is None else rank

@@ -16,6 +16,20 @@ from tools import train as train_tool
 NAME = DEMO_CFG.stem
 
 
+def interrupt_in_epoch_two(monkeypatch):
+    """Make training raise KeyboardInterrupt as epoch 2 starts (epoch 1 saved, as Ctrl-C would
+    leave it); returns the real train_one_epoch to put back."""
+    real = training.train_one_epoch
+
+    def stop(*args, **kwargs):
+        if kwargs["epoch"] == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", stop)
+    return real
+
+
 def out_dir(tmp, sub="output"):
     return tmp / sub / "daodixian_seg" / NAME
 
@@ -31,16 +45,7 @@ def test_resume_after_epoch_one_gives_the_same_weights(tiny_data, tmp_path, monk
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert train_tool.main(["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, full)]) == 0
 
-    real = training.train_one_epoch
-    calls = []
-
-    def stop_in_epoch_two(*args, **kwargs):
-        calls.append(kwargs["epoch"])
-        if kwargs["epoch"] == 1:
-            raise KeyboardInterrupt  # as if killed after epoch 1 was saved
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_one_epoch", stop_in_epoch_two)
+    real = interrupt_in_epoch_two(monkeypatch)  # as if killed after epoch 1 was saved
     assert train_tool.main(["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, cut)]) == 130  # Ctrl-C
     assert load_file(out_dir(cut) / "checkpoint.pth.tar")["epoch"] == 1
     assert not (out_dir(cut) / "final_state.pth").exists()
@@ -135,14 +140,7 @@ def test_flags_may_follow_the_overrides():
 def test_ctrl_c_says_where_to_resume_and_a_new_run_keeps_the_old_files(
     tiny_data, tmp_path, monkeypatch, capsys
 ):
-    real = training.train_one_epoch
-
-    def interrupt_epoch_two(*args, **kwargs):
-        if kwargs["epoch"] == 1:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_one_epoch", interrupt_epoch_two)
+    real = interrupt_in_epoch_two(monkeypatch)
     opts = tiny_opts(tiny_data, tmp_path)
     assert train_tool.main(["--cfg", str(DEMO_CFG), *opts]) == 130
     ckpt = out_dir(tmp_path) / "checkpoint.pth.tar"
@@ -267,14 +265,7 @@ def test_mix_set_adds_its_samples_to_every_epoch_and_resumes_exactly(tiny_data, 
 
     # killed after epoch 1 and resumed: the same weights as the run straight through
     cut = tmp_path / "cut"
-    real = training.train_one_epoch
-
-    def stop_in_epoch_two(*args, **kwargs):
-        if kwargs["epoch"] == 1:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_one_epoch", stop_in_epoch_two)
+    real = interrupt_in_epoch_two(monkeypatch)
     assert train_tool.main(["--cfg", str(DEMO_CFG), *tiny_opts(tiny_data, cut, *mix)]) == 130
     monkeypatch.setattr(training, "train_one_epoch", real)
     opts = tiny_opts(tiny_data, cut, *mix, "TRAIN.RESUME", "True")
