@@ -2,12 +2,14 @@
 
   python tools/benchmark.py --cfg X --what infer --input-size 512x1024 --batch 1 --json out.json
   --what infer   eval forward passes (images/s, argmax agreement with fp32 eager); also
-                 --variants onnxruntime,"onnxruntime int8" [--calibrate photos/];
+                 --variants onnxruntime,"onnxruntime int8",openvino,"openvino bf16",
+                 "openvino int8","openvino int8 bf16" [--calibrate photos/] (exported on the fly);
                  --weights trained.pth --photo real.jpg: agreement on a trained model's real scene
   --what train   SGD steps: forward, loss, backward, step
   --what data    one worker decoding a photo at the training's random scales, three ways,
                  and whole training samples: uncached, DATASET.CACHE_DIR cold and warm
   --what photo   whole-photo multi-scale (+flip) inference of a 5472x3078 photo, peak memory
+                 (exported variants too; one variant per run gives each backend's own peak)
 
 Rows are medians of --runs timed calls after --warmup untimed ones. Exit status: 0 done, 2
 nothing measured (bad input, one line on stderr). Without weights (--weights
@@ -67,7 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--window-batch", type=int, default=0, help="photo: windows per forward (0: TEST.WINDOW_BATCH)")
     p.add_argument("--samples", type=int, default=20, help="data: decodes per way")
     p.add_argument("--json", default="", help="write the rows and the environment here")
-    p.add_argument("--calibrate", default="", help="infer, 'onnxruntime int8': folder of photos "
+    p.add_argument("--calibrate", default="", help="infer, the int8 variants: folder of photos "
                    "to calibrate the quantisation on (default: 8 photo-like random images)")
     return cli.parse(p, argv)
 
@@ -145,7 +147,7 @@ def _run(args: argparse.Namespace, cfg, device: torch.device) -> dict:
             result.update(scales=scales, flip=not args.no_flip, window_batch=window_batch)
 
         calibration = None
-        if args.calibrate and any(v.name == "onnxruntime int8" for v in variants):
+        if args.calibrate and any(v.exported and "int8" in v.name for v in variants):
             calibration = calibration_images(args.calibrate, *args.input_size)
 
         def factory(variant: bm.Variant):

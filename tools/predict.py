@@ -4,8 +4,10 @@
         --output out/ TEST.MODEL_FILE output/.../best.pth [KEY VALUE ...]
     torchrun --nproc_per_node=N [--nnodes M ...] tools/predict.py ...   (the same arguments)
 
-TEST.MODEL_FILE may be an .onnx file of tools/export_onnx.py --dynamic: ONNX Runtime then runs
-it on the CPU (TEST.AMP, TEST.FOLD_BN and channels_last do not apply). Several weights files
+TEST.MODEL_FILE may be an exported model of tools/export_onnx.py --dynamic, run on the CPU: an
+.onnx file by ONNX Runtime, an .xml file (fp32 or _int8) by OpenVINO, whose layers outside INT8
+run in the precision TEST.AMP names ('' fp32, bf16). TEST.FOLD_BN and channels_last do not
+apply to them (lib/core/backends.py). Several weights files
 separated by commas (TEST.MODEL_FILE a.pth,b.pth,c.pth) predict with the mean of the models'
 probabilities (an ensemble, lib/models/ensemble.py).
 
@@ -30,10 +32,8 @@ import sys
 import torch
 
 from lib.config import ConfigError, get_config
-from lib.core.export import OnnxRuntimeModel
+from lib.core.backends import inference_model
 from lib.core.prediction import list_photos, predict_photos
-from lib.models import load_trained, model_files
-from lib.models.bn_folding import prepare_for_inference
 from lib.utils.distributed import init_distributed
 from lib.utils.runtime import configure_backends, cpu_threads_per_process, resolve_device
 from tools import cli
@@ -82,18 +82,7 @@ def predict_all(args) -> int:
         if device.type == "cpu":
             torch.set_num_threads(cpu_threads_per_process())
     configure_backends(cfg)  # CUDNN.BENCHMARK etc. of the experiment file
-    files = model_files(cfg.TEST.MODEL_FILE)
-    if len(files) > 1 and any(f.lower().endswith(".onnx") for f in files):
-        raise ConfigError(
-            "TEST.MODEL_FILE: an ensemble of several files takes .pth weights; export the "
-            "ensemble as one ONNX file with tools/export_onnx.py TEST.MODEL_FILE a.pth,b.pth"
-        )
-    if len(files) == 1 and files[0].lower().endswith(".onnx"):  # ONNX Runtime on the CPU
-        if device.type != "cpu":
-            raise ValueError(f"{cfg.TEST.MODEL_FILE}: ONNX models run on the CPU; use --device cpu")
-        model = OnnxRuntimeModel(cfg.TEST.MODEL_FILE, threads=torch.get_num_threads())
-    else:
-        model = prepare_for_inference(load_trained(cfg, cfg.TEST.MODEL_FILE), cfg, device)
+    model = inference_model(cfg, cfg.TEST.MODEL_FILE, device)  # PyTorch, ONNX Runtime, OpenVINO
     report = predict_photos(
         model,
         cfg,

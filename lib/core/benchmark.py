@@ -36,8 +36,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from lib.core.backends import OnnxRuntimeModel, OpenVinoModel
 from lib.core.criterion import build_criterion
-from lib.core.export import OnnxRuntimeModel, export_onnx, quantize_int8
+from lib.core.export import export_onnx, export_openvino, quantize_int8, quantize_openvino
 from lib.core.inference import multi_scale_inference
 from lib.datasets import build_dataset
 from lib.datasets.base import ListDataset
@@ -46,6 +47,7 @@ from lib.models.bn_folding import fold_batchnorm
 from lib.utils.amp import AMP_NAMES, autocast, autocast_dtype, bf16_supported, grad_scaler
 
 __all__ = ["Variant", "parse_variant", "INFER_VARIANTS", "TRAIN_VARIANTS", "PHOTO_VARIANTS",
+           "EXPORTED_VARIANTS", "exported_model",
            "PeakMemory", "Case", "environment", "random_image", "calibrate", "infer_case",
            "train_case", "photo_case", "measure", "bench_decode", "bench_samples", "write_test_photo"]
 
@@ -58,9 +60,12 @@ TRAIN_VARIANTS = ("fp32 eager", "channels_last", "bf16", "bf16+channels_last",
                   "compile+bf16+channels_last")
 PHOTO_VARIANTS = ("fp32 eager", "bn folded+bf16+channels_last")
 _TOKENS = {"channels_last", "bn folded", "compile", *[k for k in AMP_NAMES if k]}
-# ONNX Runtime on the CPU (tools/export_onnx.py's graph, BatchNorm folded), fp32 or with INT8
-# static quantisation (QDQ, per-channel weights, calibrated on `calibration` images)
+# exported models on the CPU (tools/export_onnx.py's graph, BatchNorm folded): ONNX Runtime fp32
+# or INT8 (static QDQ); OpenVINO fp32, bf16 (its inference precision), INT8 (NNCF) with the
+# unquantised head in fp32 or bf16. INT8 calibrates on `calibration` images.
 ORT_VARIANTS = ("onnxruntime", "onnxruntime int8")
+OPENVINO_VARIANTS = ("openvino", "openvino bf16", "openvino int8", "openvino int8 bf16")
+EXPORTED_VARIANTS = ORT_VARIANTS + OPENVINO_VARIANTS
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,11 @@ class Variant:
     compile: bool = False
 
     @property
+    def exported(self) -> bool:
+        """Run by ONNX Runtime or OpenVINO rather than PyTorch."""
+        return self.name in EXPORTED_VARIANTS
+
+    @property
     def memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
@@ -81,13 +91,13 @@ class Variant:
 def parse_variant(name: str) -> Variant:
     """`fp32 eager` or `+`-joined tokens: channels_last, bf16, fp16, bn folded, compile."""
     name = name.strip()
-    if name == "fp32 eager" or name in ORT_VARIANTS:
+    if name == "fp32 eager" or name in EXPORTED_VARIANTS:
         return Variant(name)
     tokens = {t.strip() for t in name.split("+")}
     unknown = tokens - _TOKENS
     if unknown:
-        raise ValueError(f"variant {name!r}: unknown part(s) {sorted(unknown)}; "
-                         f"use 'fp32 eager' or '+'-joined {sorted(_TOKENS)}")
+        raise ValueError(f"variant {name!r}: unknown part(s) {sorted(unknown)}; use 'fp32 eager', "
+                         f"'+'-joined {sorted(_TOKENS)} or one of {list(EXPORTED_VARIANTS)}")
     if {"bf16", "fp16"} <= tokens:
         raise ValueError(f"variant {name!r}: choose one of bf16 and fp16")
     amp = "bf16" if "bf16" in tokens else "fp16" if "fp16" in tokens else ""
@@ -242,8 +252,8 @@ def infer_case(
     model: nn.Module, variant: Variant, x: torch.Tensor, calibration: torch.Tensor | None = None
 ) -> Case:
     """Eval forward passes of `x` (N, 3, H, W) under the variant."""
-    if variant.name in ORT_VARIANTS:
-        return _onnxruntime_case(model, variant, x, calibration)
+    if variant.exported:
+        return _exported_case(model, variant, x, calibration)
     device = x.device
     dtype = autocast_dtype(variant.amp, device, key=f"variant {variant.name!r}")
     _, fn = _prepared(model, variant, train=False)
@@ -256,27 +266,40 @@ def infer_case(
     return Case(variant.name, forward, x.shape[0], device, _main_output)
 
 
-def _onnxruntime_case(
+def exported_model(model: nn.Module, variant: Variant, height: int, width: int, folder: Path,
+                   calibration: torch.Tensor | None = None) -> nn.Module:
+    """The variant's runtime (CPU) on `model` exported with dynamic shapes (traced at height x
+    width) into `folder`: ONNX Runtime, or OpenVINO converted from the same ONNX graph; INT8
+    variants calibrated on `calibration` (N, 3, H, W; default: 8 photo-like random images)."""
+    path = Path(folder) / "model.onnx"
+    export_onnx(model, path, height=height, width=width, dynamic=True)
+    int8 = "int8" in variant.name.split()
+    if int8 and calibration is None:
+        calibration = random_image(8, height, width, seed=1)
+    threads = torch.get_num_threads()
+    if variant.name.startswith("openvino"):
+        path = export_openvino(path, path.with_suffix(".xml"))
+        if int8:
+            path = quantize_openvino(path, path.with_name("model_int8.xml"), calibration)
+        return OpenVinoModel(path, threads=threads, amp="bf16" if "bf16" in variant.name else "")
+    if int8:
+        quantize_int8(path, path.with_name("model_int8.onnx"), calibration)
+        path = path.with_name("model_int8.onnx")
+    return OnnxRuntimeModel(path, threads=threads)
+
+
+def _exported_case(
     model: nn.Module, variant: Variant, x: torch.Tensor, calibration: torch.Tensor | None
 ) -> Case:
-    """ONNX Runtime (CPU) on `x`: the model exported at x's size, INT8-quantised for
-    "onnxruntime int8" with `calibration` images (N, 3, H, W; default: 8 photo-like ones)."""
+    """An exported variant (EXPORTED_VARIANTS) on `x`, exported at x's size."""
     if x.device.type != "cpu":
-        raise ValueError("ONNX Runtime variants run on the CPU (--device cpu)")
-    with tempfile.TemporaryDirectory(prefix="bench_onnx_") as folder:  # the session keeps the model
-        path = Path(folder) / "model.onnx"
-        export_onnx(model, path, height=x.shape[2], width=x.shape[3], dynamic=True)
-        if variant.name == "onnxruntime int8":
-            if calibration is None:
-                calibration = random_image(8, x.shape[2], x.shape[3], seed=1)
-            quantized = Path(folder) / "model_int8.onnx"
-            quantize_int8(path, quantized, calibration)
-            path = quantized
-        session = OnnxRuntimeModel(path, threads=torch.get_num_threads())
+        raise ValueError(f"{variant.name} runs on the CPU (--device cpu)")
+    with tempfile.TemporaryDirectory(prefix="bench_export_") as folder:  # the runtime keeps it
+        runtime = exported_model(model, variant, x.shape[2], x.shape[3], Path(folder), calibration)
 
     def forward():
         with torch.no_grad():
-            return session(x)
+            return runtime(x)
 
     return Case(variant.name, forward, x.shape[0], x.device, _main_output)
 
@@ -286,8 +309,8 @@ def train_case(model: nn.Module, cfg, variant: Variant, x: torch.Tensor, target:
 
     The loss is computed in float32 on the autocast outputs, as the training loop does.
     """
-    if variant.fold_bn:
-        raise ValueError("bn folded is an inference-only variant")
+    if variant.fold_bn or variant.exported:
+        raise ValueError(f"{variant.name!r} is an inference-only variant")
     device = x.device
     dtype = autocast_dtype(variant.amp, device, key=f"variant {variant.name!r}")
     net, fn = _prepared(model, variant, train=True)
@@ -482,12 +505,20 @@ def bench_samples(path: Path, cfg, samples: int, memory: PeakMemory, workdir: Pa
 
 def photo_case(model: nn.Module, cfg, variant: Variant, image: torch.Tensor, scales: list[float],
                flip: bool, window_batch: int) -> Case:
-    """Whole-photo multi-scale inference (lib.core.inference) of `image` (1, 3, H, W)."""
+    """Whole-photo multi-scale inference (lib.core.inference) of `image` (1, 3, H, W); an
+    exported variant is exported at the TEST.IMAGE_SIZE window (dynamic) and runs on the CPU."""
     device = next(model.parameters()).device
-    dtype = autocast_dtype(variant.amp, device, key=f"variant {variant.name!r}")
-    amp = {None: "", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-    _, fn = _prepared(model, variant, train=False)
     crop_w, crop_h = cfg.TEST.IMAGE_SIZE
+    if variant.exported:
+        if device.type != "cpu":
+            raise ValueError(f"{variant.name} runs on the CPU (--device cpu)")
+        with tempfile.TemporaryDirectory(prefix="bench_export_") as folder:
+            fn = exported_model(model, variant, crop_h, crop_w, Path(folder))
+        amp = ""  # the runtime's own precision
+    else:
+        dtype = autocast_dtype(variant.amp, device, key=f"variant {variant.name!r}")
+        amp = {None: "", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+        _, fn = _prepared(model, variant, train=False)
 
     def infer():
         return multi_scale_inference(

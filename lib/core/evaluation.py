@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lib.config import ExperimentPaths
+from lib.core.backends import inference_model, is_exported
 from lib.core.inference import multi_scale_inference
 from lib.core.metrics import ConfusionMatrix
 from lib.core.thresholds import (
@@ -36,8 +37,6 @@ from lib.core.wire_metrics import WireMetrics, wire_metrics_from_cfg
 from lib.datasets import build_dataset
 from lib.datasets.base import zoom_view
 from lib.datasets.palette import POWERLINE_ID_VALUES, palette_for, save_id_png, save_palette_png
-from lib.models import load_trained
-from lib.models.bn_folding import prepare_for_inference
 from lib.models.summary import model_summary
 from lib.utils.atomic import write_text_atomic
 from lib.utils.distributed import (
@@ -48,7 +47,7 @@ from lib.utils.distributed import (
     unwrap,
 )
 from lib.utils.logs import setup_logging
-from lib.utils.runtime import configure_backends, limit
+from lib.utils.runtime import configure_backends, device_of, limit
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +70,12 @@ def evaluate(
     wire = wire_metrics_from_cfg(cfg)
     if threshold > 0:
         logger.info("wire where P(wire) >= %.4g (%s)", threshold, source)
-    model = load_trained(cfg, model_file)
-    if info.is_main:
+    # PyTorch weights (eval, TEST.FOLD_BN, CHANNELS_LAST) or an exported .onnx / .xml model
+    # exported models run on the CPU whatever the machine has
+    model = inference_model(cfg, model_file, "cpu" if is_exported(model_file) else info.device)
+    if info.is_main and not is_exported(model_file):
         crop_w, crop_h = cfg.TEST.IMAGE_SIZE
         logger.info("model: %s", model_summary(model, crop_h, crop_w))
-    model = prepare_for_inference(model, cfg, info.device)  # eval, TEST.FOLD_BN, CHANNELS_LAST
 
     dataset = limit(build_dataset(cfg, "test"), cfg.TEST.NUM_SAMPLES)
     loader = DataLoader(
@@ -179,7 +179,7 @@ def testval(
     """
     net = unwrap(model).eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    device = next(net.parameters()).device
+    device = device_of(net)
     has_labels = getattr(loader.dataset, "has_labels", True)
     cm = ConfusionMatrix(num_classes, ignore_label, device) if has_labels else None
     save_dir = Path(save_dir) if save_dir is not None else None
@@ -261,8 +261,9 @@ def carried_zoom_scores(cfg, model_file: str | Path, zooms: Sequence[float]) -> 
     placement error grows with the zoom, so this, not the zoom-1 score, is the reference a
     zoomed score is to be read against. One process, CPU or the device of `cfg`'s run.
     """
-    model = prepare_for_inference(load_trained(cfg, model_file), cfg,
-                                  torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    exported = is_exported(model_file)
+    device = torch.device("cuda" if torch.cuda.is_available() and not exported else "cpu")
+    model = inference_model(cfg, model_file, device)
     dataset = build_dataset(cfg, "test")
     count = min(len(dataset), cfg.TEST.NUM_SAMPLES or len(dataset))
     wire = wire_metrics_from_cfg(cfg)
@@ -271,7 +272,6 @@ def carried_zoom_scores(cfg, model_file: str | Path, zooms: Sequence[float]) -> 
     metrics = {z: WireMetrics(wire.wire_classes, wire.tolerance, wire.ignore_label) for z in zooms}
     crop_w, crop_h = cfg.TEST.IMAGE_SIZE
     memory_format = torch.channels_last if cfg.MODEL.CHANNELS_LAST else torch.contiguous_format
-    device = next(model.parameters()).device
     for index in range(count):
         image, label, _, _ = dataset[index]
         pred = multi_scale_inference(

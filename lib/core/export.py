@@ -1,18 +1,26 @@
-"""ONNX export of a trained segmentation model for edge boxes, and the ONNX Runtime parity check.
+"""Exporting a trained segmentation model for CPU runtimes and edge boxes: ONNX (run by ONNX
+Runtime), OpenVINO IR converted from that ONNX graph, and INT8 versions of both.
 
 The exported graph takes a normalised (N, 3, H, W) float32 image ("image") and returns the
 prediction output ("logits"): (N, C, H/4, W/4) as the network computes it, or (N, C, H, W) with
 `upsample` (the bilinear resize test.py applies). The model is exported in eval mode with
 BatchNorm folded into the convolutions; H and W are fixed, or dynamic with `dynamic`.
 
-onnx and onnxruntime are optional dependencies (requirements-optional.txt): without them
-`require_onnx` raises `OnnxUnavailable` with the command that installs them.
+The OpenVINO model is the same graph (converted from the ONNX file, weights kept in fp32):
+`export_openvino`; `quantize_openvino` makes its INT8 version with NNCF post-training
+quantisation, `quantize_int8` the ONNX Runtime one (QDQ). Both calibrate on the team's photos
+(`calibration_images`) and keep the layers named in KEEP_FP32 in higher precision. The runtimes
+that load these files are in lib/core/backends.py.
+
+onnx, onnxruntime, openvino and nncf are optional dependencies (requirements-optional.txt):
+without them `require` raises `BackendUnavailable` with the command that installs them.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.util
+import logging
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -22,28 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.core.backends import OnnxRuntimeModel, OpenVinoModel, require
 from lib.datasets.base import normalise
 from lib.datasets.decode import decode_image
 from lib.datasets.lists import IMAGE_SUFFIXES
 from lib.models.bn_folding import fold_batchnorm
 
-__all__ = ["OnnxUnavailable", "require_onnx", "PredictionHead", "export_onnx", "onnx_max_abs_diff",
-           "OnnxRuntimeModel", "quantize_int8", "calibration_images"]
-
-INSTALL_HINT = "pip install onnx onnxruntime  (or pip install -r requirements-optional.txt)"
-
-
-class OnnxUnavailable(RuntimeError):
-    """onnx or onnxruntime is not installed."""
-
-
-def require_onnx(*modules: str) -> None:
-    """Raise OnnxUnavailable unless every module in `modules` (default onnx, onnxruntime) imports."""
-    missing = [
-        m for m in (modules or ("onnx", "onnxruntime")) if importlib.util.find_spec(m) is None
-    ]
-    if missing:
-        raise OnnxUnavailable(f"{' and '.join(missing)} not installed: {INSTALL_HINT}")
+__all__ = ["PredictionHead", "export_onnx", "runtime_max_abs_diff", "quantize_int8",
+           "export_openvino", "quantize_openvino", "calibration_images", "KEEP_FP32"]
 
 
 class PredictionHead(nn.Module):
@@ -86,7 +80,7 @@ def export_onnx(
 ) -> PredictionHead:
     """Export a copy of `model` (eval, BN folded) to `path`; returns the exported PyTorch module
     (CPU, eval) for parity checks. `height` x `width` is the traced size (fixed unless `dynamic`)."""
-    require_onnx("onnx")
+    require("onnx")
     net = fold_batchnorm(copy.deepcopy(model).cpu().eval())
     head = PredictionHead(net, output_index, upsample, align_corners).eval()
     sample = torch.zeros(1, 3, height, width)
@@ -113,53 +107,17 @@ def export_onnx(
     return head
 
 
-def onnx_max_abs_diff(path: str | Path, module: nn.Module, sample: torch.Tensor) -> float:
-    """Largest |ONNX Runtime - PyTorch| over the output for a (N, 3, H, W) `sample` (CPU)."""
-    onnx_out = OnnxRuntimeModel(path, any_size=False)(sample).numpy()
+def runtime_max_abs_diff(path: str | Path, module: nn.Module, sample: torch.Tensor) -> float:
+    """Largest |runtime - PyTorch| over the output for a (N, 3, H, W) `sample` (CPU): ONNX
+    Runtime for an .onnx file, OpenVINO in fp32 for an .xml file."""
+    runtime = (OpenVinoModel(path, any_size=False) if Path(path).suffix.lower() == ".xml"
+               else OnnxRuntimeModel(path, any_size=False))
+    exported = runtime(sample).numpy()
     with torch.no_grad():
         torch_out = module.cpu().eval()(sample.cpu()).numpy()
-    if onnx_out.shape != torch_out.shape:
-        raise ValueError(f"ONNX output {onnx_out.shape} differs from PyTorch {torch_out.shape}")
-    return float(np.abs(onnx_out - torch_out).max())
-
-
-class OnnxRuntimeModel(nn.Module):
-    """An exported .onnx file run by ONNX Runtime on the CPU, called like the network: (N, 3, H, W)
-    float32 -> the exported output. tools/predict.py and tools/benchmark.py use it when
-    TEST.MODEL_FILE ends with .onnx. The export must have dynamic height and width
-    (tools/export_onnx.py --dynamic) for tiles and scales of any size (`any_size`; False for
-    the parity check of a fixed-size export). It has no parameters:
-    BatchNorm folding, channels_last and autocast do not apply (the graph is already folded)."""
-
-    def __init__(self, path: str | Path, threads: int = 0, any_size: bool = True) -> None:
-        super().__init__()
-        require_onnx("onnxruntime")
-        import onnxruntime as ort  # optional dependency (requirements-optional.txt): only when used
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as err:  # onnxruntime raises its own exception types for bad files
-            raise ValueError(f"{path}: not a model ONNX Runtime can load ({err})") from None
-        inputs = self.session.get_inputs()
-        if [i.name for i in inputs] != ["image"]:
-            raise ValueError(f"{path}: expected one input named 'image' (tools/export_onnx.py)")
-        fixed = [d for d in inputs[0].shape[2:] if isinstance(d, int)]
-        if any_size and fixed:
-            raise ValueError(
-                f"{path}: exported for a fixed {inputs[0].shape[2]}x{inputs[0].shape[3]} input; "
-                "export with tools/export_onnx.py --dynamic to predict tiles of any size"
-            )
-        self.path = Path(path)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        image = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        (out,) = self.session.run(None, {"image": image})
-        return torch.from_numpy(out)
+    if exported.shape != torch_out.shape:
+        raise ValueError(f"{path}: output {exported.shape} differs from PyTorch {torch_out.shape}")
+    return float(np.abs(exported - torch_out).max())
 
 
 # layers left in fp32 by default: the OCR head and the classifiers, whose faint wire
@@ -174,7 +132,7 @@ def quantize_int8(
     """INT8 static quantisation of an exported model: QDQ format, per-channel INT8 weights,
     UINT8 activations with ranges calibrated (min-max) on `calibration` (N, 3, H, W). Nodes
     whose name contains one of `keep_fp32` stay in fp32."""
-    require_onnx()
+    require("onnx", "onnxruntime")
     # optional dependency (requirements-optional.txt): imported only when quantising
     import onnx
     from onnxruntime.quantization import (
@@ -205,6 +163,42 @@ def quantize_int8(
             quant_format=QuantFormat.QDQ, per_channel=True,
             weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
         )  # fmt: skip
+
+
+def export_openvino(source: Path, target: Path) -> Path:
+    """OpenVINO IR (`target` .xml and its .bin) converted from the exported ONNX file `source`:
+    the same graph (BatchNorm folded, shapes as exported), weights kept in fp32."""
+    require("openvino")
+    import openvino as ov  # optional dependency: imported only when converting
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(ov.convert_model(str(source)), str(target), compress_to_fp16=False)
+    return target
+
+
+def quantize_openvino(
+    source: Path, target: Path, calibration: torch.Tensor, keep_fp32: tuple[str, ...] = KEEP_FP32
+) -> Path:
+    """INT8 post-training quantisation of an OpenVINO model by NNCF: activation ranges
+    calibrated on `calibration` (N, 3, H, W), weights per channel, fast bias correction.
+    Operations whose name contains one of `keep_fp32` are left unquantised (they run in the
+    precision the runtime is given: fp32, or bf16 with TEST.AMP bf16)."""
+    require("openvino", "nncf")
+    import nncf  # optional dependencies: imported only when quantising
+    import openvino as ov
+
+    nncf.set_log_level(logging.WARNING)  # one INFO line per layer otherwise
+    model = ov.Core().read_model(str(source))
+    samples = [calibration[i : i + 1].numpy() for i in range(len(calibration))]
+    scope = nncf.IgnoredScope(patterns=[f".*{re.escape(p)}.*" for p in keep_fp32], validate=False)
+    quantized = nncf.quantize(
+        model, nncf.Dataset(samples), subset_size=len(samples), ignored_scope=scope
+    )
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(quantized, str(target), compress_to_fp16=False)
+    return target
 
 
 def calibration_images(folder: str, height: int, width: int, limit: int = 16) -> torch.Tensor:

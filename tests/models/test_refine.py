@@ -125,14 +125,14 @@ def test_negative_channels_are_a_clear_error():
 
 @needs_onnx
 def test_refined_model_exports_to_onnx_with_parity(tmp_path):
-    from lib.core.export import export_onnx, onnx_max_abs_diff
+    from lib.core.export import export_onnx, runtime_max_abs_diff
 
     model = calibrate(_model(DEMO_CFG, 8), size=(64, 96), passes=2).eval()
     head = export_onnx(model, tmp_path / "m.onnx", height=64, width=96, dynamic=True)
     x = random_image(1, 64, 96, seed=3)
     with torch.no_grad():
         assert head(x).shape[-2:] == (64, 96)
-    assert onnx_max_abs_diff(tmp_path / "m.onnx", head, x) < 1e-3
+    assert runtime_max_abs_diff(tmp_path / "m.onnx", head, x) < 1e-3
 
 
 def test_skip_head_drops_the_class_dependent_refinement_weights(tmp_path):

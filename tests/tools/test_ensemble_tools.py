@@ -74,7 +74,7 @@ def test_predict_refuses_an_ensemble_of_onnx_files(tiny_data, weights, tmp_path,
     code = predict.main(["--cfg", str(DEMO_CFG), "--input", str(photo), "--output",
                          str(tmp_path / "p"), "TEST.MODEL_FILE", "a.onnx,b.onnx"])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert code == 2 and len(errors) == 1 and "export the ensemble as one ONNX file" in errors[0]
+    assert code == 2 and len(errors) == 1 and "export the ensemble as one model" in errors[0]
 
 
 @needs_onnx

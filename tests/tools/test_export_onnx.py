@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from lib.config import get_config
-from lib.core.export import OnnxUnavailable, export_onnx, onnx_max_abs_diff, require_onnx
+from lib.core.backends import BackendUnavailable, require
+from lib.core.export import export_onnx, runtime_max_abs_diff
 from lib.datasets.synthetic import make_image
 from lib.models import get_seg_model
 from tests.tools.conftest import DEMO_CFG
@@ -46,8 +47,8 @@ def test_onnx_runtime_matches_pytorch_at_two_sizes(trained_like, tmp_path):
         x = torch.randn(1, 3, 96, 128)
         folded = (head(x) - model(x)[-1]).abs().max().item()
     assert folded < 1e-4  # BatchNorm folding keeps the model's output
-    assert onnx_max_abs_diff(tmp_path / "m.onnx", head, x) < 1e-4
-    assert onnx_max_abs_diff(tmp_path / "m.onnx", head, torch.randn(2, 3, 64, 160)) < 1e-4
+    assert runtime_max_abs_diff(tmp_path / "m.onnx", head, x) < 1e-4
+    assert runtime_max_abs_diff(tmp_path / "m.onnx", head, torch.randn(2, 3, 64, 160)) < 1e-4
 
 
 @needs_onnx
@@ -80,8 +81,13 @@ def test_missing_weights_or_onnx_exit_with_status_2(tmp_path, capsys, monkeypatc
     assert export_tool.main(argv) == 2
     assert "error:" in capsys.readouterr().err
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(OnnxUnavailable, match="pip install onnx onnxruntime"):
-        require_onnx()
+    with pytest.raises(BackendUnavailable, match="pip install onnx onnxruntime"):
+        require("onnx", "onnxruntime")
+    with pytest.raises(BackendUnavailable, match="openvino not installed: pip install openvino nncf"):
+        require("openvino")
+    capsys.readouterr()
+    assert export_tool.main([*argv, "TEST.MODEL_FILE", "w.pth"]) == 2  # before any weights
+    assert "onnx and onnxruntime not installed" in capsys.readouterr().err
 
 
 @needs_onnx
