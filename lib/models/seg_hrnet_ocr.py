@@ -69,7 +69,15 @@ class ObjectAttentionBlock(nn.Module):
         query = self.f_pixel(x).reshape(n, self.key_channels, -1).permute(0, 2, 1)  # (N, HW, Ck)
         key = self.f_object(proxy).reshape(n, self.key_channels, -1)  # (N, Ck, K)
         value = self.f_down(proxy).reshape(n, self.key_channels, -1).permute(0, 2, 1)  # (N, K, Ck)
-        sim = F.softmax((self.key_channels**-0.5) * torch.matmul(query, key), dim=-1)
+        if query.dtype == torch.float16:
+            # fp16 (autocast or a half model): the official order (product, then 1/sqrt(Ck))
+            # overflows to inf and softmax gives NaN; the product is taken in fp32 instead.
+            # fp32 and bf16 keep the official computation exactly.
+            with torch.autocast(query.device.type, enabled=False):
+                logits = torch.matmul(query.float(), key.float())
+        else:
+            logits = torch.matmul(query, key)
+        sim = F.softmax((self.key_channels**-0.5) * logits, dim=-1).to(value.dtype)
         context = torch.matmul(sim, value).permute(0, 2, 1).contiguous()
         context = self.f_up(context.reshape(n, self.key_channels, *x.shape[2:]))
         if self.scale > 1:

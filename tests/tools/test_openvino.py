@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,7 +21,7 @@ from lib.core.backends import BackendUnavailable, OpenVinoModel, inference_model
 from lib.core.export import export_onnx, export_openvino, runtime_max_abs_diff
 from lib.core.thresholds import threshold_file
 from lib.datasets.synthetic import make_image
-from tests.tools.conftest import DEMO_CFG, tiny_opts
+from tests.tools.conftest import DEMO_CFG, REPO, tiny_opts
 from tests.tools.test_export_onnx import trained_like  # noqa: F401  (a fixture)
 from tools import benchmark as bench_tool
 from tools import export_onnx as export_tool
@@ -207,3 +211,27 @@ def test_benchmark_photo_row_of_an_openvino_variant(tmp_path):
     (row,) = json.loads(out.read_text())["rows"]
     assert row["variant"] == "openvino int8" and row["images_per_s"] > 0
     assert row["peak_mem_mb"] > 0 and "skipped" not in row
+
+
+@needs_openvino
+def test_torchrun_two_processes_predict_with_openvino_like_one(trained_like, tmp_path):  # noqa: F811
+    _, weights = trained_like
+    photos = _photos(tmp_path / "photos", count=3, width=160, height=96)
+    xml = tmp_path / "m.xml"
+    assert export_tool.main(["--cfg", str(DEMO_CFG), "--output", str(xml), "--dynamic",
+                             "--no-check", "TEST.MODEL_FILE", str(weights)]) == 0
+    args = ["--cfg", str(DEMO_CFG), "--input", *map(str, photos), "--device", "cpu",
+            "TEST.MODEL_FILE", str(xml), "TEST.TILE_SIZE", "[128, 128]", "TEST.TILE_OVERLAP", "32"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, str(REPO / "tools" / "predict.py"), *args,
+                          "--output", str(tmp_path / "one")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", str(REPO / "tools" / "predict.py"), *args,
+                          "--output", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    assert "(2 processes)" in two.stdout
+    for photo in photos:  # the same masks, byte for byte
+        rel = Path("masks") / f"{photo.stem}.png"
+        assert (tmp_path / "two" / rel).read_bytes() == (tmp_path / "one" / rel).read_bytes()

@@ -1,0 +1,136 @@
+"""Photos per hour and peak memory of tools/predict.py on one 5472x3078 photo, every backend.
+
+    python docs/benchmarks/photos_per_hour.py --work /tmp/pph [--models w18s,w48]
+        [--backends fp32,best,onnxruntime,onnxruntime_int8,openvino,openvino_bf16,openvino_int8]
+        [--multiscale] [--json out.json]
+
+Each row is one `tools/predict.py` process on the photo at native resolution (TEST.TILE_SIZE
+1024x1024, overlap 256, TILE_SCALE 1.0), one scale and no flip, or with --multiscale the scales
+0.5, 0.75, 1.0 and flip (the memory case). `predict_s` is the tool's own time for the photo
+(model loading and start-up not included), `wall_s` the whole process, `peak_rss_mb` the
+process's peak resident set (GNU time's %M). Weights are calibrated random ones (speed and
+memory do not depend on them); the INT8 models calibrate on the photo itself. Rows run one at a
+time: run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CFG = {"w18s": "experiments/daodixian_seg/seg_hrnet_ocr_w18_small_v1_real.yaml",
+       "w48": "experiments/daodixian_seg/seg_hrnet_ocr_w48_epoch48_1209.yaml"}
+# backend -> (model file suffix, KEY VALUE overrides)
+BACKENDS = {
+    "fp32": (".pth", ["TEST.AMP", "", "TEST.FOLD_BN", "False", "MODEL.CHANNELS_LAST", "False"]),
+    "best": (".pth", ["TEST.AMP", "bf16", "TEST.FOLD_BN", "True", "MODEL.CHANNELS_LAST", "True"]),
+    "onnxruntime": (".onnx", []),
+    "onnxruntime_int8": ("_int8.onnx", []),
+    "openvino": (".xml", ["TEST.AMP", ""]),
+    "openvino_bf16": (".xml", ["TEST.AMP", "bf16"]),
+    "openvino_int8": ("_int8.xml", ["TEST.AMP", ""]),
+    "openvino_int8_bf16": ("_int8.xml", ["TEST.AMP", "bf16"]),
+}
+
+
+def cpu_name() -> str:
+    flags, name = "", platform.processor()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            name = line.split(":", 1)[1].strip()
+        if line.startswith("flags"):
+            flags = line
+    extras = [f for f in ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni")
+              if f" {f}" in flags]
+    return f"{name} ({', '.join(extras) or 'no AMX/VNNI'}), {os.cpu_count()} cores"
+
+
+def prepare(work: Path, models: list[str], backends: list[str]) -> None:
+    """Calibrated random weights, the photo, and the exported models the backends need."""
+    photo = work / "photo" / "p.jpg"
+    script = f"""
+import torch
+from pathlib import Path
+from lib.config import get_config
+from lib.core import benchmark as bm
+from lib.models import get_seg_model
+work = Path({str(work)!r})
+for name, cfg in {dict((m, CFG[m]) for m in models)!r}.items():
+    if not (work / f"{{name}}.pth").is_file():
+        model = bm.calibrate(get_seg_model(get_config(cfg, []), load_pretrained=False))
+        torch.save(model.state_dict(), work / f"{{name}}.pth")
+if not Path({str(photo)!r}).is_file():
+    Path({str(photo.parent)!r}).mkdir(parents=True, exist_ok=True)
+    bm.write_test_photo({str(photo)!r}, 3078, 5472)
+"""
+    subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True)
+    for m in models:
+        for fmt, needed in ((".onnx", ("onnxruntime", "onnxruntime_int8")),
+                            (".xml", ("openvino", "openvino_bf16", "openvino_int8",
+                                      "openvino_int8_bf16"))):
+            wanted = [b for b in backends if b in needed]
+            if not wanted or (work / f"{m}{fmt}").is_file():
+                continue
+            int8 = ["--int8", str(photo.parent)] if any("int8" in b for b in wanted) else []
+            subprocess.run([sys.executable, "tools/export_onnx.py", "--cfg", CFG[m], "--output",
+                            str(work / f"{m}{fmt}"), "--dynamic", "--height", "1024", "--width",
+                            "1024", *int8, "--no-check", "TEST.MODEL_FILE", str(work / f"{m}.pth")],
+                           cwd=REPO, check=True)
+
+
+def run(work: Path, model: str, backend: str, multiscale: bool) -> dict:
+    suffix, opts = BACKENDS[backend]
+    scales = ["TEST.SCALE_LIST", "[0.5, 0.75, 1.0]", "TEST.FLIP_TEST", "True"] if multiscale \
+        else ["TEST.SCALE_LIST", "[1.0]", "TEST.FLIP_TEST", "False"]
+    out = work / f"out_{model}_{backend}{'_ms' if multiscale else ''}"
+    cmd = ["/usr/bin/time", "-f", "peak_rss_kb=%M", sys.executable, "tools/predict.py",
+           "--cfg", CFG[model], "--input", str(work / "photo"), "--output", str(out),
+           "--overwrite", "--device", "cpu", "TEST.MODEL_FILE", str(work / f"{model}{suffix}"),
+           "TEST.TILE_SIZE", "[1024, 1024]", "TEST.TILE_OVERLAP", "256", "TEST.TILE_SCALE", "1.0",
+           *scales, *opts]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        return {"model": model, "backend": backend, "error": proc.stderr.strip()[-500:]}
+    seconds = float(re.search(r"skipped \d+ in ([\d.]+) s", proc.stdout).group(1))
+    rss = int(re.search(r"peak_rss_kb=(\d+)", proc.stderr).group(1)) / 1024
+    return {"model": model, "backend": backend, "photo": "5472x3078",
+            "scales": "0.5,0.75,1.0 + flip" if multiscale else "1.0",
+            "predict_s": round(seconds, 1), "wall_s": round(wall, 1),
+            "photos_per_hour": round(3600 / seconds, 1), "peak_rss_mb": round(rss)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", default="/tmp/pph")
+    p.add_argument("--models", default="w18s,w48")
+    p.add_argument("--backends", default=",".join(BACKENDS))
+    p.add_argument("--multiscale", action="store_true")
+    p.add_argument("--json", default="")
+    args = p.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    models, backends = args.models.split(","), args.backends.split(",")
+    prepare(work, models, backends)
+    rows = []
+    for m in models:
+        for b in backends:
+            rows.append(run(work, m, b, args.multiscale))
+            print(json.dumps(rows[-1]), flush=True)
+    result = {"machine": cpu_name(), "command": " ".join(sys.argv), "rows": rows}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
