@@ -76,8 +76,11 @@ def predict_all(args) -> int:
     if not photos:
         raise FileNotFoundError(f"no photos found in {' '.join(args.input)}")
     device = resolve_device(args.device)
-    info = init_distributed(use_cuda=device.type == "cuda")  # torchrun: join, take a GPU each
+    # torchrun: join, take a GPU each; a plain process keeps the GPU --device names
+    info = init_distributed(use_cuda=device.type == "cuda", cuda_index=device.index)
     if info.distributed:
+        if not info.is_main:  # one copy of the INFO lines; warnings and errors from every rank
+            logging.getLogger().setLevel(logging.WARNING)
         device = info.device
         if device.type == "cpu":
             torch.set_num_threads(cpu_threads_per_process())

@@ -79,14 +79,24 @@ def peer_failed(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and any(p in text for p in _PEER_GONE)
 
 
-def choose_cuda_index(local_rank: int, device_count: int) -> int:
+def choose_cuda_index(local_rank: int, device_count: int, local_world_size: int = 1) -> int:
     """The CUDA device index for this process.
 
     LOCAL_RANK when that many devices are visible; device 0 when the launcher (SLURM-style)
-    makes one GPU visible per process; otherwise a one-line DistributedSetupError.
+    makes one GPU visible per process; otherwise a one-line DistributedSetupError, also when
+    the launcher started several processes on this node (LOCAL_WORLD_SIZE) that all see the
+    same single GPU (NCCL cannot give two ranks one GPU).
     """
     if device_count < 1:
         raise DistributedSetupError("no CUDA device is visible to this process")
+    if device_count == 1 and local_world_size > 1:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)")
+        raise DistributedSetupError(
+            f"{local_world_size} processes on this node but each sees the same single GPU "
+            f"(CUDA_VISIBLE_DEVICES={visible}): NCCL cannot share one GPU between ranks; start "
+            "--nproc_per_node=1, make a different GPU visible to each process, or use the CPU "
+            "(--device cpu for predict)"
+        )
     if 0 <= local_rank < device_count:
         return local_rank
     if device_count == 1:
@@ -117,11 +127,14 @@ def check_not_bare_slurm() -> None:
         )
 
 
-def init_distributed(local_rank: int | None = None, use_cuda: bool | None = None) -> DistInfo:
+def init_distributed(
+    local_rank: int | None = None, use_cuda: bool | None = None, cuda_index: int | None = None
+) -> DistInfo:
     """Join the process group when started by a launcher and pick this process's device.
 
     `use_cuda` defaults to "a GPU is present". The GPU is LOCAL_RANK, or the only visible one
-    when each process sees one GPU (see `choose_cuda_index`); the choice is logged.
+    when each process sees one GPU (see `choose_cuda_index`); the choice is logged. A process
+    not started by a launcher uses `cuda_index` when given (`--device cuda:N`).
     """
     check_not_bare_slurm()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -136,7 +149,11 @@ def init_distributed(local_rank: int | None = None, use_cuda: bool | None = None
     launched = world_size > 1 or _launched()
     if use_cuda:
         count = torch.cuda.device_count()
-        index = choose_cuda_index(local_rank, count)
+        if cuda_index is not None and not launched:
+            index = cuda_index
+        else:
+            local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if launched else 1
+            index = choose_cuda_index(local_rank, count, local_world)
         torch.cuda.set_device(index)
         device = torch.device("cuda", index)
     else:

@@ -255,6 +255,7 @@ def test_torchrun_two_processes_predict_like_one(weights, tmp_path):
     assert one.returncode == 1 and two.returncode == 1, two.stderr[-3000:]  # 1: broken skipped
     assert "predicted 5, already done 0, skipped 1" in one.stdout
     assert "predicted 5, already done 0, skipped 1" in two.stdout and "(2 processes)" in two.stdout
+    assert two.stderr.count("INFO: loaded ") == 1  # rank 0 logs; the other rank only warns
     masks = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("masks/**/*.png"))
     assert len(masks) == 5
     for rel in masks:  # the same masks, byte for byte

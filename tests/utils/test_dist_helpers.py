@@ -130,6 +130,37 @@ def test_init_distributed_takes_the_one_visible_gpu_and_says_so(monkeypatch, cap
     assert not info.distributed  # not started by a launcher: no process group
 
 
+def test_several_processes_on_one_visible_gpu_are_refused_in_one_line(monkeypatch):
+    assert du.choose_cuda_index(0, 1, local_world_size=1) == 0
+    with pytest.raises(du.DistributedSetupError, match="2 processes on this node but each sees "
+                       "the same single GPU") as err:
+        du.choose_cuda_index(1, 1, local_world_size=2)
+    assert "\n" not in str(err.value)
+    # as torchrun starts them: refused before NCCL is asked
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(du.dist, "init_process_group", lambda **k: pytest.fail("NCCL was asked"))
+    with pytest.raises(du.DistributedSetupError, match="NCCL cannot share one GPU"):
+        du.init_distributed(use_cuda=True)
+
+
+def test_a_plain_process_uses_the_gpu_device_names(monkeypatch):
+    chosen = []
+    for key in ("WORLD_SIZE", "LOCAL_RANK", "RANK", "MASTER_ADDR"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: "Fake GPU")
+    info = du.init_distributed(use_cuda=True, cuda_index=1)  # predict --device cuda:1
+    assert chosen == [1] and info.device == torch.device("cuda", 1)
+    chosen.clear()
+    assert du.init_distributed(use_cuda=True).device == torch.device("cuda", 0) and chosen == [0]
+
+
 def test_ddp_device_ids_follow_the_chosen_gpu(monkeypatch):
     seen = {}
 
