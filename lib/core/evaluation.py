@@ -47,7 +47,7 @@ from lib.utils.distributed import (
     unwrap,
 )
 from lib.utils.logs import setup_logging
-from lib.utils.runtime import configure_backends, device_of, limit
+from lib.utils.runtime import configure_backends, device_of, limit, limit_worker_threads
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ def evaluate(
         sampler=ShardSampler(len(dataset), info.rank, info.world_size),
         num_workers=cfg.WORKERS,
         pin_memory=cfg.PIN_MEMORY and info.device.type == "cuda",
+        worker_init_fn=limit_worker_threads,
     )
     has_labels = getattr(dataset, "has_labels", True)
     save_dir = paths.results(has_labels) if save else None

@@ -59,7 +59,7 @@ from lib.utils.distributed import (
 )
 from lib.utils.logs import setup_logging
 from lib.utils.optim import PolySchedule, build_optimizer
-from lib.utils.runtime import configure_backends, limit, seed_everything
+from lib.utils.runtime import configure_backends, limit, limit_worker_threads, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -317,6 +317,7 @@ def _loader_options(cfg, info: DistInfo) -> dict:
         pin_memory=cfg.PIN_MEMORY and info.device.type == "cuda",
         # persistent workers keep their RNG across epochs, which an exact resume cannot replay
         persistent_workers=workers > 0 and cfg.TRAIN.PERSISTENT_WORKERS and not cfg.DETERMINISTIC,
+        worker_init_fn=limit_worker_threads,
     )
 
 

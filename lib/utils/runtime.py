@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import random
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Subset
 
 __all__ = ["seed_everything", "configure_backends", "resolve_device", "device_of", "limit",
+           "limit_worker_threads",
            "cpu_threads_per_process"]
 
 
@@ -87,3 +89,10 @@ def cpu_threads_per_process() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def limit_worker_threads(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: one OpenCV thread per worker. A forked worker keeps
+    OpenCV's pool of one thread per core (torch already limits its own to one), so 8 ranks
+    with 4 workers each would run 32 x cores decode and resize threads on one node."""
+    cv2.setNumThreads(1)

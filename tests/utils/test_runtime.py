@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -66,3 +68,28 @@ def test_cpu_threads_are_divided_between_the_processes_of_a_machine(monkeypatch)
     assert runtime.cpu_threads_per_process() == 1
     monkeypatch.delenv("LOCAL_WORLD_SIZE")
     assert runtime.cpu_threads_per_process() == 16
+
+
+class _CvThreads(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        return cv2.getNumThreads()
+
+
+def test_dataloader_workers_of_a_run_use_one_opencv_thread():
+    from lib.config import get_config
+    from lib.core.training import _loader_options
+    from lib.utils.distributed import DistInfo
+
+    cfg = get_config(str(Path(__file__).resolve().parents[2] / "experiments" / "daodixian_seg"
+                         / "seg_hrnet_ocr_w18_small_v1_demo.yaml"), ["WORKERS", "1"])
+    info = DistInfo(0, 1, 0, torch.device("cpu"), False, "")
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(4)  # what a forked worker would inherit on a 4-core node
+    try:
+        loader = torch.utils.data.DataLoader(_CvThreads(), **_loader_options(cfg, info))
+        assert [int(n) for n in loader] == [1, 1]
+    finally:
+        cv2.setNumThreads(before)
