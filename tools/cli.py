@@ -77,7 +77,8 @@ def report_error(err: BaseException) -> None:
     several processes, a process stopped only because another one failed says so, instead of
     the collective's own message (the failed process's line names the file and the cause)."""
     if get_world_size() > 1 and peer_failed(err):
-        message = "stopped because another process of this run failed (its error line names the cause)"
+        message = ("stopped because another process of this run failed (its error line names "
+                   f"the cause): {error_line(err)}")
     else:
         message = error_line(err)
     line = f"error: [rank {get_rank()}] {message}" if get_world_size() > 1 else f"error: {message}"

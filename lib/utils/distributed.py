@@ -67,9 +67,10 @@ class DistInfo:
         return self.rank == 0
 
 
-# what a surviving process's collective raises when another process of the run has died
+# what a surviving process's collective raises when another process of the run has died: only
+# phrases that say the other end went away (a rank's own NCCL error or timeout names its cause)
 _PEER_GONE = ("connection closed by peer", "connection reset by peer", "broken pipe",
-              "communicator was aborted", "nccl error", "socket timeout")
+              "remote process exited", "communicator was aborted")
 
 
 def peer_failed(err: BaseException) -> bool:

@@ -81,8 +81,14 @@ def test_a_process_stopped_by_another_ones_failure_says_so(monkeypatch, capsys):
                                   "[127.0.0.1]:28331"))
     assert capsys.readouterr().err == (
         "error: [rank 0] stopped because another process of this run failed (its error line "
-        "names the cause)\n"
+        "names the cause): [gloo/transport/tcp/pair.cc:534] Connection closed by peer "
+        "[127.0.0.1]:28331\n"
     )
+    # a rank's own NCCL failure or timeout is its own cause, printed as it is
+    for own in ("NCCL error in: ProcessGroupNCCL.cpp:1970, unhandled cuda error, NCCL version "
+                "2.21.5", "[c10d] Socket Timeout: store get timed out after 1800000 ms"):
+        cli.report_error(RuntimeError(own + "\nmore detail"))
+        assert capsys.readouterr().err == f"error: [rank 0] {own}\n"
     monkeypatch.setattr(cli, "get_rank", lambda: 1)
     cli.report_error(DatasetError("train.lst:3: cannot read a.jpg"))
     assert capsys.readouterr().err == "error: [rank 1] train.lst:3: cannot read a.jpg\n"
