@@ -34,7 +34,8 @@ import torch
 from lib.config import ConfigError, get_config
 from lib.core.backends import inference_model
 from lib.core.prediction import list_photos, predict_photos
-from lib.utils.distributed import init_distributed
+from lib.utils.distributed import broadcast_from_main, get_rank, init_distributed
+from lib.utils.logs import error_line
 from lib.utils.runtime import configure_backends, cpu_threads_per_process, resolve_device
 from tools import cli
 
@@ -72,9 +73,6 @@ def predict_all(args) -> int:
     cfg = get_config(args.cfg, args.opts)
     if not cfg.TEST.MODEL_FILE:
         raise ConfigError("TEST.MODEL_FILE is empty: give the trained weights to predict with")
-    photos = list_photos(args.input, exclude=args.output)
-    if not photos:
-        raise FileNotFoundError(f"no photos found in {' '.join(args.input)}")
     device = resolve_device(args.device)
     # torchrun: join, take a GPU each; a plain process keeps the GPU --device names
     info = init_distributed(use_cuda=device.type == "cuda", cuda_index=device.index)
@@ -84,6 +82,7 @@ def predict_all(args) -> int:
         device = info.device
         if device.type == "cpu":
             torch.set_num_threads(cpu_threads_per_process())
+    photos = photos_listed_on_main(args.input, args.output)
     configure_backends(cfg)  # CUDNN.BENCHMARK etc. of the experiment file
     model = inference_model(cfg, cfg.TEST.MODEL_FILE, device)  # PyTorch, ONNX Runtime, OpenVINO
     report = predict_photos(
@@ -101,6 +100,24 @@ def predict_all(args) -> int:
         for reason in report.skipped:
             print(f"  skipped: {reason}")
     return cli.PARTLY if report.skipped else cli.DONE
+
+
+def photos_listed_on_main(inputs: list[str], output: str) -> list:
+    """The photos, listed by rank 0 and handed to every rank: nodes may see a folder
+    differently (photos still being copied in, a network folder's cache), and shards of
+    different lists would overlap or miss photos. A listing error stops every rank."""
+    listed = None
+    if get_rank() == 0:
+        try:
+            listed = ("photos", list_photos(inputs, exclude=output))
+        except (OSError, ValueError) as err:
+            listed = ("error", f"{type(err).__name__}", error_line(err))
+    kind, *value = broadcast_from_main(listed)
+    if kind == "error":
+        raise (FileNotFoundError if value[0] == "FileNotFoundError" else ValueError)(value[1])
+    if not value[0]:
+        raise FileNotFoundError(f"no photos found in {' '.join(inputs)}")
+    return value[0]
 
 
 if __name__ == "__main__":

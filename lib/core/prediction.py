@@ -42,7 +42,7 @@ from lib.datasets.lists import IMAGE_SUFFIXES, parse_line
 from lib.datasets.overlay import overlay, region_boxes
 from lib.datasets.palette import palette_for, save_id_png
 from lib.utils.atomic import write_atomic
-from lib.utils.distributed import all_gather_object, barrier, get_rank, get_world_size
+from lib.utils.distributed import broadcast_from_main, gather_to_main, get_rank, get_world_size
 from lib.utils.runtime import device_of
 
 __all__ = [
@@ -287,6 +287,20 @@ def _write_totals(out: Path, summaries: list[dict]) -> None:
     _atomic(out / "preannotations.json", lambda p: write_preannotations(p, entries))
 
 
+def _read_summary(out: Path, stems: dict[str, str], rel: str) -> dict:
+    """The summary another process wrote for photo `rel` (rank 0's merge)."""
+    path = _summary_path(out, stems[rel])
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path}: written by another process of this run but not visible here; give every "
+            "machine one --output folder on a shared disk"
+        ) from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not a summary file ({err})") from None
+
+
 def _totals(summaries: Iterable[dict]) -> dict | None:
     """Pooled wire scores over the labelled photos among `summaries` (None without any)."""
     counted = [s["wire_counts"] for s in summaries if "wire_counts" in s]
@@ -315,8 +329,10 @@ def predict_photos(
 
     Under torchrun (a process group of N processes) process r predicts photos r, r+N, ...;
     every process writes only its own photos' files, and rank 0 writes summary.csv and
-    preannotations.json over all photos in their one-process order, so the outputs are those
-    of a one-process run. Every rank returns the whole run's report.
+    preannotations.json over all photos in their one-process order (reading the other ranks'
+    summaries from the shared --output folder after waiting for the slowest rank, up to
+    HOST_TIMEOUT), so the outputs are those of a one-process run. Every rank returns the whole
+    run's report.
     """
     out = Path(out)
     rank, world = get_rank(), get_world_size()
@@ -371,19 +387,29 @@ def predict_photos(
     bar.close()
     if device.type == "cuda" and report.predicted:
         report.peak_gpu_mb = max(first_peak, torch.cuda.max_memory_allocated(device)) / 2**20
-    if world > 1:  # every rank's summaries and lists, in one-process order
-        gathered = all_gather_object((summaries, report.predicted, report.resumed, report.skipped))
-        summaries = {k: v for part in gathered for k, v in part[0].items()}
-        order = {rel: i for i, (_, rel) in enumerate(photos)}
-        for name, position in (("predicted", 1), ("resumed", 2), ("skipped", 3)):
-            merged = [x for part in gathered for x in part[position]]
-            if name != "skipped":
-                merged.sort(key=order.__getitem__)
-            setattr(report, name, merged)
-    ordered = [summaries[i] for i in sorted(summaries)]
-    report.metrics = _totals(ordered)
-    if rank == 0:
+    if world > 1:
+        # rank 0 waits for the slowest rank on the host group (hours if need be, not the
+        # default group's timeout), takes every rank's photo names and reads the other ranks'
+        # summaries back from disk; the merged lists go back to every rank (one exit status)
+        gathered = gather_to_main((sorted(summaries), report.predicted, report.resumed,
+                                   report.skipped))
+        merged = None
+        if rank == 0:
+            summaries = {
+                i: summaries[i] if i in summaries else _read_summary(out, stems, photos[i][1])
+                for i in sorted({i for part in gathered for i in part[0]})
+            }
+            order = {rel: i for i, (_, rel) in enumerate(photos)}
+            merged = [[x for part in gathered for x in part[k]] for k in (1, 2, 3)]
+            merged[0].sort(key=order.__getitem__)
+            merged[1].sort(key=order.__getitem__)
+            ordered = [summaries[i] for i in sorted(summaries)]
+            merged.append(_totals(ordered))
+            _write_totals(out, ordered)
+        report.predicted, report.resumed, report.skipped, report.metrics = broadcast_from_main(merged)
+    else:
+        ordered = [summaries[i] for i in sorted(summaries)]
+        report.metrics = _totals(ordered)
         _write_totals(out, ordered)
-    barrier()  # the merged files exist before any process returns
     report.seconds = time.perf_counter() - start
     return report

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -173,8 +174,58 @@ def init_distributed(
 
 
 def cleanup() -> None:
+    global _HOST_GROUP
+    _HOST_GROUP = None
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+# How long a rank waits for the slowest one at the end of a campaign (predict's merge): photos
+# are dealt out ahead, so a node with slower storage may finish hours after the others; the
+# default group's timeout (NCCL: 10 minutes) would kill the run before the merged files exist.
+HOST_TIMEOUT = timedelta(hours=24)
+_HOST_GROUP = None
+
+
+def host_group():
+    """A gloo group of every rank with HOST_TIMEOUT, for waiting on the slowest rank and for
+    small Python objects exchanged on the host, whatever the default group's backend and
+    timeout. Created on first use, which every rank must reach in the same order; None
+    without a process group."""
+    global _HOST_GROUP
+    if not initialized():
+        return None
+    if _HOST_GROUP is None:
+        _HOST_GROUP = dist.new_group(backend="gloo", timeout=HOST_TIMEOUT)
+    return _HOST_GROUP
+
+
+def wait_for_all_ranks() -> None:
+    """A barrier on the host group (HOST_TIMEOUT); nothing without a process group."""
+    group = host_group()
+    if group is not None:
+        dist.barrier(group=group)
+
+
+def gather_to_main(obj) -> list | None:
+    """[obj of rank 0, obj of rank 1, ...] on rank 0 and None elsewhere, over the host group
+    (HOST_TIMEOUT); [obj] without a process group."""
+    group = host_group()
+    if group is None:
+        return [obj]
+    out = [None] * get_world_size() if get_rank() == 0 else None
+    dist.gather_object(obj, out, dst=0, group=group)
+    return out
+
+
+def broadcast_from_main(obj):
+    """Rank 0's picklable `obj` on every rank over the host group (no GPU copy, HOST_TIMEOUT)."""
+    group = host_group()
+    if group is None:
+        return obj
+    box = [obj if get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0, group=group)
+    return box[0]
 
 
 def initialized() -> bool:
