@@ -9,6 +9,7 @@ and loss (under autocast when TRAIN.AMP is set), a NaN check, backward, step, lo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -57,6 +58,7 @@ from lib.utils.distributed import (
     unwrap,
     wrap_ddp,
 )
+from lib.utils.lock import output_lock
 from lib.utils.logs import setup_logging
 from lib.utils.optim import PolySchedule, build_optimizer
 from lib.utils.runtime import configure_backends, limit, limit_worker_threads, seed_everything
@@ -68,8 +70,15 @@ def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) ->
     """Run a whole training; returns {"best_mIoU", "last": last validation metrics, "out_dir"}.
 
     `progress` (optional) is kept up to date with the checkpoint path and the last saved epoch,
-    so a caller can say where to resume after an interruption.
+    so a caller can say where to resume after an interruption. Rank 0 holds the output
+    folder's lock for the whole run: a second training into the same folder is refused.
     """
+    with contextlib.ExitStack() as held:
+        return _train(cfg, name, local_rank, progress, held)
+
+
+def _train(cfg, name: str, local_rank: int, progress: dict | None,
+           held: contextlib.ExitStack) -> dict:
     progress = progress if progress is not None else {}
     started = time_budget.clock()
     info = init_distributed(local_rank)
@@ -80,6 +89,7 @@ def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) ->
     log_dir = paths.train_log_dir()
     if main_rank:
         paths.out_dir.mkdir(parents=True, exist_ok=True)
+        held.enter_context(output_lock(paths.out_dir, "training"))
     setup_logging(info.rank, log_dir / f"{name}_train.log" if main_rank else None)
     logger.info("%s", info.describe())
     writer = SummaryWriter(str(log_dir)) if main_rank else None

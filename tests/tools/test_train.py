@@ -306,3 +306,33 @@ def test_srun_tasks_without_a_launcher_are_refused_in_one_line(tmp_path, monkeyp
     from lib.utils.distributed import check_not_bare_slurm
 
     check_not_bare_slurm()
+
+
+def test_a_second_training_into_a_busy_output_dir_is_refused(tiny_data, tmp_path, capsys):
+    import subprocess
+    import sys
+    import time
+
+    opts = tiny_opts(tiny_data, tmp_path, "TRAIN.END_EPOCH", "1")
+    out_dir = tmp_path / "output" / "daodixian_seg" / DEMO_CFG.stem
+    out_dir.mkdir(parents=True)
+    holder = subprocess.Popen(  # a first training, as far as the folder is concerned
+        [sys.executable, "-c", "import time; from lib.utils.lock import output_lock\n"
+         f"with output_lock({str(out_dir)!r}, 'training'):\n    time.sleep(120)"],
+        cwd=str(DEMO_CFG.parents[2]))
+    try:
+        for _ in range(100):
+            if (out_dir / ".lock").is_file() and (out_dir / ".lock").read_text():
+                break
+            time.sleep(0.1)
+        capsys.readouterr()
+        assert train_tool.main(["--cfg", str(DEMO_CFG), *opts]) == 2
+        errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and "another training is writing here (training, pid" in errors[0]
+        assert not (out_dir / "checkpoint.pth.tar").exists()  # nothing of the first replaced
+    finally:
+        holder.kill()
+        holder.wait()
+    # the lock went with the killed process: the folder is free again
+    assert train_tool.main(["--cfg", str(DEMO_CFG), *opts]) == 0
+    assert (out_dir / "final_state.pth").is_file()
