@@ -18,6 +18,9 @@ or MODEL.PRETRAINED) the model gets calibrated random weights (lib.core.benchmar
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # a script: tools/_checkout.py first
+    import _checkout  # noqa: F401
+
 import argparse
 import json
 import logging

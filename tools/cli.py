@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from lib.utils.distributed import cleanup, get_rank, get_world_size, peer_failed
@@ -101,6 +103,10 @@ def run(
     saved that a rerun continues (exit 1 instead of 2); interrupted: the line to print after
     Ctrl-C. The process group of a distributed run is always destroyed.
     """
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C raises KeyboardInterrupt in the work again (tools/_checkout.py turned it into
+        # a quiet exit while the script's imports were loading)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = work()
         return DONE if code is None else int(code)

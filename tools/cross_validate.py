@@ -33,6 +33,9 @@ to continue), 2 nothing done (bad input, one line on stderr), 130 interrupted.
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # a script: tools/_checkout.py first
+    import _checkout  # noqa: F401
+
 import json
 import logging
 import os

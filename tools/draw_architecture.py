@@ -11,6 +11,9 @@ Pillow only (no plotting library).
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # a script: tools/_checkout.py first
+    import _checkout  # noqa: F401
+
 import argparse
 import logging
 import sys

@@ -20,6 +20,9 @@ exported (bad options or weights, a runtime missing; one line on stderr).
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # a script: tools/_checkout.py first
+    import _checkout  # noqa: F401
+
 import logging
 import sys
 from pathlib import Path

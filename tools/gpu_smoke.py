@@ -20,6 +20,9 @@ step failed. The GPU unit tests are separate: `python -m pytest -m gpu tests/gpu
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # a script: tools/_checkout.py first
+    import _checkout  # noqa: F401
+
 import json
 import os
 import re
@@ -322,4 +325,4 @@ def finish(smoke: Smoke, out: Path, start: float) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))  # Ctrl-C: one line, exit 130

@@ -15,6 +15,9 @@ Exit status: 0 written, 2 nothing written (bad input, one line on stderr).
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # a script: tools/_checkout.py first
+    import _checkout  # noqa: F401
+
 import logging
 import sys
 

@@ -26,6 +26,9 @@ input, one line on stderr), 130 interrupted (a rerun continues where it stopped)
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # a script: tools/_checkout.py first
+    import _checkout  # noqa: F401
+
 import logging
 import sys
 

@@ -14,6 +14,9 @@ stderr), 130 interrupted.
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # a script: tools/_checkout.py first
+    import _checkout  # noqa: F401
+
 import sys
 
 from lib.config import config_name, get_config

@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # a script: tools/_checkout.py first
+    import _checkout  # noqa: F401
+
 import sys
 from pathlib import Path
 

@@ -6,6 +6,9 @@ Prints pixel counts, frequencies and the weights to put in DATASET.CLASS_WEIGHTS
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # a script: tools/_checkout.py first
+    import _checkout  # noqa: F401
+
 import sys
 
 from tqdm import tqdm
@@ -40,4 +43,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))  # Ctrl-C: one line, exit 130

@@ -18,6 +18,9 @@ export, every item skipped, or a bad item under --strict).
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # a script: tools/_checkout.py first
+    import _checkout  # noqa: F401
+
 import logging
 import sys
 from pathlib import Path
@@ -130,4 +133,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))  # Ctrl-C: one line, exit 130

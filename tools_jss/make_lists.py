@@ -15,6 +15,9 @@ tools/cross_validate.py trains and scores every fold.
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # a script: tools/_checkout.py first
+    import _checkout  # noqa: F401
+
 import json
 import sys
 from pathlib import Path
@@ -123,4 +126,4 @@ def folds_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))  # Ctrl-C: one line, exit 130

@@ -6,6 +6,9 @@ python tools_jss/visualize.py --images photos/ --labels predictions/ --out vis/ 
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # a script: tools/_checkout.py first
+    import _checkout  # noqa: F401
+
 import argparse
 import sys
 from pathlib import Path
@@ -103,4 +106,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))  # Ctrl-C: one line, exit 130
