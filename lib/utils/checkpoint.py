@@ -11,8 +11,11 @@ and resume (strict load into FullModel) read our files, and we read theirs.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +45,26 @@ def save_atomic(obj: Any, path: str | Path) -> None:
 
     def save(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            try:
+                torch.save(obj, f)
+            except RuntimeError as err:  # torch's writer: "[enforce fail at inline_container.cc]"
+                if "inline_container" not in str(err) and "file write failed" not in str(err):
+                    raise
+                raise _failed_write(tmp) from err
 
     write_atomic(path, save, what="the checkpoint", sync=True)
+
+
+def _failed_write(tmp: Path) -> OSError:
+    """What torch's zip writer's failure was: a full disk (ENOSPC) when the folder has no room
+    left, otherwise an I/O error; `write_atomic` turns it into one line naming the file."""
+    try:
+        full = shutil.disk_usage(tmp.parent).free < 64 * 2**20
+    except OSError:
+        full = False
+    if full:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return OSError(errno.EIO, "the write failed")
 
 
 def official_state_dict(model: nn.Module, criterion: nn.Module | None = None) -> dict:

@@ -145,3 +145,33 @@ def test_other_write_errors_name_the_file(tmp_path, monkeypatch):
     ):
         save_atomic({"a": 1}, path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_torch_writers_full_disk_failure_is_said_in_words(tmp_path, monkeypatch):
+    """torch.save's zip writer raises RuntimeError("[enforce fail at inline_container.cc...]")
+    on a full disk, not OSError: it is said as a full disk, naming the file."""
+    from collections import namedtuple
+
+    from lib.utils import checkpoint
+
+    path = tmp_path / "checkpoint.pth.tar"
+    save_atomic({"version": 1}, path)
+    before = path.read_bytes()
+
+    def full(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:858] . PytorchStreamWriter "
+                           "failed writing file data/0: file write failed")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: usage(10**9, 10**9, 1024))
+    with pytest.raises(OSError) as info:
+        save_atomic({"version": 2}, path)
+    assert str(info.value) == f"{path}: no space left on device while writing the checkpoint"
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pth.tar"]
+    # with room left, the same failure is an I/O error naming the file
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: usage(10**12, 0, 10**12))
+    with pytest.raises(OSError, match=f"{path}: cannot write the checkpoint"):
+        save_atomic({"version": 3}, path)
