@@ -17,8 +17,10 @@ summary last, so a photo with a summary is complete: a rerun skips it (resume) u
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import logging
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -98,8 +100,24 @@ def list_photos(
         elif path.is_file():
             photos.append((path, path.name))
         else:
-            raise FileNotFoundError(f"{path}: no such photo, folder or list file")
+            raise FileNotFoundError(f"{path}: {_why_missing(path)}")
     return photos
+
+
+def _why_missing(path: Path) -> str:
+    """Why `path` is neither a photo, a folder nor a list file, in words."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python < 3.13: "Symlink loop from ..."
+            return "a symbolic link that loops (it points back to itself)"
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return "a symbolic link that loops (it points back to itself)"
+            return f"a symbolic link to {os.readlink(path)}, which does not exist"
+    if path.exists():
+        return "not a photo, folder or list file"
+    return "no such photo, folder or list file"
 
 
 def output_stems(rels: Sequence[str]) -> dict[str, str]:

@@ -323,3 +323,16 @@ def test_label_values_that_are_no_class_are_refused_with_the_file_named(tmp_path
     cv2.imwrite(str(tmp_path / "l.png"), label)
     with pytest.raises(ValueError, match=r"l.png has values \[7\] that are no class"):
         read_label(tmp_path / "l.png", cfg)
+
+
+def test_a_looping_or_dangling_symlink_input_is_said_in_words(tmp_path):
+    from lib.core.prediction import list_photos
+
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone.jpg")
+    with pytest.raises(FileNotFoundError, match="loop: a symbolic link that loops"):
+        list_photos([tmp_path / "loop"])
+    with pytest.raises(FileNotFoundError, match="gone.jpg, which does not exist"):
+        list_photos([tmp_path / "dangling"])
+    with pytest.raises(FileNotFoundError, match="none.jpg: no such photo, folder or list file"):
+        list_photos([tmp_path / "none.jpg"])
