@@ -3,7 +3,10 @@
 Formats:
 - ``platform``: the annotation platform's export, one file for many images:
   ``{"items": [{"uris": ["<bucket>/<file>.jpeg"], "results": {"polys": [{"poly": [[x, y], ...]}]}}]}``
-  with coordinates normalised to [0, 1] (clamped, then scaled by the image's width and height).
+  with coordinates normalised to [0, 1], scaled by the image's width and height. A shape
+  reaching beyond the image is drawn as far as it lies inside (its vertices are not moved to
+  the border, which would change its shape), and `ParseResult.warnings` names the items whose
+  shapes reach more than OUTSIDE_MARGIN beyond it.
   An item whose coordinates go above 2 was exported in pixels: it is drawn in pixels and
   `ParseResult.warnings` gets one line per file naming such items. A poly may carry a
   ``"label"``; without one it gets the single foreground class. A malformed item is one error
@@ -51,6 +54,9 @@ FORMATS = ("platform", "labelme", "cityscapes")
 # Platform coordinates a little outside [0, 1] are clamped; an item reaching above this is in
 # pixels (normalised ones are never twice the image; pixel shapes are rarely within 2 px).
 PIXEL_LIMIT = 2.0
+# A normalised vertex this far outside [0, 1] (2% of the image) is more than a rounding slip:
+# the item is named in a warning (the part inside the image is still drawn)
+OUTSIDE_MARGIN = 0.02
 _MIN_POINTS = {"polygon": 3, "rectangle": 2, "line": 2, "linestrip": 2, "circle": 2, "point": 1}
 
 
@@ -186,6 +192,7 @@ def _parse_platform(data: dict, path: Path) -> ParseResult:
     if not isinstance(items, list):
         raise AnnotationError(f"{path}: 'items' must be a list")
     in_pixels = []  # "<index> (<name>)" of items read as pixel coordinates
+    outside = []  # the same, of normalised items with shapes reaching beyond the image
     for i, item in enumerate(items):
         try:
             uri, shapes, where = _platform_shapes(item, f"{path} item {i}")
@@ -201,6 +208,9 @@ def _parse_platform(data: dict, path: Path) -> ParseResult:
         normalised = max(float(shape.points.max()) for shape in shapes) <= PIXEL_LIMIT
         if not normalised:
             in_pixels.append(f"{i} ({uri.rsplit('/', 1)[-1]})")
+        elif any(((s.points < -OUTSIDE_MARGIN) | (s.points > 1 + OUTSIDE_MARGIN)).any()
+                 for s in shapes):
+            outside.append(f"{i} ({uri.rsplit('/', 1)[-1]})")
         result.annotations.append(
             ImageAnnotation(where, uri, shapes, normalised=normalised, fmt="platform")
         )
@@ -212,6 +222,15 @@ def _parse_platform(data: dict, path: Path) -> ParseResult:
             f"{path}: item{'s' if len(in_pixels) > 1 else ''} {named} "
             f"{'have' if len(in_pixels) > 1 else 'has'} coordinates above {PIXEL_LIMIT:g}, "
             "not normalised to [0, 1]: read as pixels"
+        )
+    if outside:
+        named = ", ".join(outside[:5]) + (
+            f" and {len(outside) - 5} more" if len(outside) > 5 else ""
+        )
+        result.warnings.append(
+            f"{path}: item{'s' if len(outside) > 1 else ''} {named} "
+            f"{'have shapes' if len(outside) > 1 else 'has a shape'} reaching beyond the image "
+            "(coordinates outside [0, 1]): drawn only where inside; check the annotation"
         )
     return result
 
@@ -321,8 +340,8 @@ def rasterise(
         if value is None:
             continue
         points = shape.points
-        if ann.normalised:
-            points = np.clip(points, 0.0, 1.0) * (width, height)
+        if ann.normalised:  # not clamped: the drawing clips the shape to the image
+            points = points * (width, height)
         xy = [(float(x), float(y)) for x, y in points]
         if shape.kind == "polygon":
             draw.polygon(xy, fill=value, outline=value if outline else None)

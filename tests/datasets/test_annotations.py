@@ -160,9 +160,24 @@ def test_platform_pixel_coordinates_are_detected_per_item(tmp_path):
     assert (label[1:4, 2:7] == 1).all() and label.sum() == 15
 
 
-def test_platform_overshoot_of_normalised_coordinates_is_still_clamped():
+def test_platform_overshoot_of_normalised_coordinates_is_named_in_a_warning():
     result = parse_file(DATA / "platform.json")  # item 1 goes from -0.5 to 1.5
-    assert result.annotations[1].normalised and not result.warnings
+    assert result.annotations[1].normalised
+    assert len(result.warnings) == 1 and "item 1 (b.png) has a shape reaching beyond the " \
+        "image" in result.warnings[0] and "platform.json" in result.warnings[0]
+
+
+def test_a_polygon_mostly_outside_is_drawn_as_far_as_it_is_inside(tmp_path):
+    """Moving the vertices to the border would change the shape (here: cut the triangle's
+    long side short); the drawing clips it instead."""
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps({"items": [{"uris": ["b/t.png"], "results": {"polys": [
+        {"poly": [[0.2, 0.2], [2.0, 0.2], [0.2, 1.0]]}]}}]}))
+    result = parse_file(path)
+    label = rasterise(result.annotations[0], 100, 100, WIRE)
+    assert label[70, 80] == 1  # inside the triangle: its long side crosses y=70 at x=87.5
+    assert label[95, 80] == 0 and label[10, 50] == 0
+    assert "item 0 (t.png) has a shape reaching beyond the image" in result.warnings[0]
 
 
 @pytest.mark.parametrize(
