@@ -25,11 +25,13 @@ without it; an unreadable entry is reported, deleted and rebuilt.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,6 +102,30 @@ def _version(path: Path | None) -> list | None:
     return [st.st_size, st.st_mtime_ns]
 
 
+# An entry is written in seconds; a temporary folder untouched for this long is a killed
+# writer's (its pid may be on another machine of a shared disk, so age is the test)
+STALE_AFTER_S = 600
+
+
+def remove_stale_entries(folder: Path, now: float | None = None) -> int:
+    """Remove the temporary folders of killed writers (about 67 MB for a 5472x3078 photo) older
+    than STALE_AFTER_S; returns how many went."""
+    now = time.time() if now is None else now
+    removed = 0
+    for tmp in folder.glob(f"*{_TEMP}*"):
+        try:
+            stale = now - tmp.stat().st_mtime > STALE_AFTER_S
+        except OSError:  # removed meanwhile by another process
+            continue
+        if stale:
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed += 1
+    if removed:
+        logger.info("decode cache %s: removed %d temporary folder(s) of killed writers",
+                    folder, removed)
+    return removed
+
+
 class DecodeCache:
     """The entries of one cache folder for one dataset's settings (`settings`: json-able)."""
 
@@ -116,6 +142,7 @@ class DecodeCache:
             ) from None
         if not os.access(self.folder, os.W_OK | os.X_OK):
             raise CacheError(f"DATASET.CACHE_DIR {self.folder}: the folder is not writable")
+        self.removed_stale = remove_stale_entries(self.folder)
 
     # ---- naming ---------------------------------------------------------------------------
 
@@ -172,8 +199,10 @@ class DecodeCache:
             (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
             try:
                 tmp.rename(entry)  # atomic; fails when another process renamed its copy first
-            except OSError:
-                if not entry.is_dir():
+            except OSError as err:
+                # the errno says so; a network folder's cached attributes may not show the
+                # other process's entry yet, so is_dir() is no test
+                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
                 shutil.rmtree(tmp, ignore_errors=True)
                 return

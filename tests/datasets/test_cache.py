@@ -206,3 +206,41 @@ def test_config_key_caches_training_samples_only(data, tmp_path):
     assert build_dataset(cfg, "val").cache is None
     cfg = get_config(None, opts[:-2])
     assert build_dataset(cfg, "train").cache is None  # off by default
+
+
+def test_killed_writers_temporary_folders_are_removed_when_stale(data, tmp_path):
+    from lib.datasets.cache import STALE_AFTER_S
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    old = cache / "a-0123-4567.tmp-999999-deadbeef"  # a killed writer's, 67 MB on a big photo
+    fresh = cache / "b-0123-4567.tmp-999998-cafecafe"  # another process writing right now
+    for folder in (old, fresh):
+        folder.mkdir()
+        (folder / "image_1.npy").write_bytes(b"0" * 1000)
+    past = time.time() - STALE_AFTER_S - 60
+    os.utime(old, (past, past))
+    ds = _dataset(data, cache)
+    assert not old.exists() and fresh.is_dir()
+    assert _same(_draws(_dataset(data)), _draws(ds))  # the cache works as before
+
+
+def test_losing_the_rename_race_is_told_by_its_errno_not_by_is_dir(data, tmp_path, monkeypatch):
+    """On a network folder the winner's entry may not show yet (cached attributes): the
+    rename's ENOTEMPTY / EEXIST says another process won; the copy is discarded quietly."""
+    import errno as errnos
+
+    cache = tmp_path / "cache"
+    ds = _dataset(data, cache)
+    real_rename = Path.rename
+
+    def lost(self, target):
+        if ".tmp-" in self.name:
+            raise OSError(errnos.ENOTEMPTY, "Directory not empty")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", lost)
+    monkeypatch.setattr(Path, "is_dir", lambda self: False)  # the winner's entry not visible yet
+    assert _same(_draws(_dataset(data)), _draws(ds))
+    assert not [p for p in cache.iterdir() if ".tmp-" in p.name]  # discarded, not left behind
+    assert ds.cache.write_failed is None  # not taken for a write failure
