@@ -184,7 +184,8 @@ def table(result: dict) -> str:
         agree = f"{100 * r['argmax_agree']:.2f}%" if "argmax_agree" in r else ""
         peak = f"{r['peak_mem_mb']:.0f}" if r["peak_mem_mb"] is not None else "-"
         speed = f"{r['speedup']:.2f}x" if r["speedup"] else ""
-        lines.append(f"{r['variant']:<40} {r['images_per_s']:>9.3f} {r['latency_ms']:>11.1f} "
+        name = r["variant"] + (f" [ran {r['ran_as']}]" if r.get("ran_as") else "")
+        lines.append(f"{name:<40} {r['images_per_s']:>9.3f} {r['latency_ms']:>11.1f} "
                      f"{peak:>9} {speed:>8} {agree:>8}")
     return "\n".join(lines)
 

@@ -246,6 +246,13 @@ class Case:
     images: int
     device: torch.device
     output: Callable[[object], torch.Tensor | None] = lambda result: None
+    ran_as: str = ""  # what actually ran when it is not what the name says
+
+
+def _ran_as(variant: Variant, dtype: torch.dtype | None) -> str:
+    """'fp32' for a bf16 variant on a device without native bf16 (autocast_dtype ran fp32)."""
+    return "fp32 (no native bf16 here)" if variant.amp and not variant.exported and dtype is None \
+        else ""
 
 
 def infer_case(
@@ -263,7 +270,7 @@ def infer_case(
         with torch.no_grad(), autocast(device, dtype):
             return fn(x)
 
-    return Case(variant.name, forward, x.shape[0], device, _main_output)
+    return Case(variant.name, forward, x.shape[0], device, _main_output, _ran_as(variant, dtype))
 
 
 def exported_model(model: nn.Module, variant: Variant, height: int, width: int, folder: Path,
@@ -330,7 +337,7 @@ def train_case(model: nn.Module, cfg, variant: Variant, x: torch.Tensor, target:
         scaler.update()
         return loss.detach()
 
-    return Case(variant.name, step, x.shape[0], device)
+    return Case(variant.name, step, x.shape[0], device, ran_as=_ran_as(variant, dtype))
 
 
 def measure(factories: list[tuple[str, Callable[[], Case]]], runs: int, warmup: int,
@@ -363,7 +370,8 @@ def measure(factories: list[tuple[str, Callable[[], Case]]], runs: int, warmup: 
             rows[name] = skipped_row(name, reason)
             continue
         logger.info("%s: first call %.1f s", name, first)
-        rows[name] = {"peak_mem_mb": memory.peak_mb(), "rss_base_mb": base, "first_call_s": first}
+        rows[name] = {"peak_mem_mb": memory.peak_mb(), "rss_base_mb": base, "first_call_s": first,
+                      **({"ran_as": case.ran_as} if case.ran_as else {})}
         out = case.output(result)
         if agreement and out is not None:
             if reference is None:
@@ -514,7 +522,7 @@ def photo_case(model: nn.Module, cfg, variant: Variant, image: torch.Tensor, sca
             raise ValueError(f"{variant.name} runs on the CPU (--device cpu)")
         with tempfile.TemporaryDirectory(prefix="bench_export_") as folder:
             fn = exported_model(model, variant, crop_h, crop_w, Path(folder))
-        amp = ""  # the runtime's own precision
+        amp, dtype = "", None  # the runtime's own precision
     else:
         dtype = autocast_dtype(variant.amp, device, key=f"variant {variant.name!r}")
         amp = {None: "", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
@@ -527,4 +535,4 @@ def photo_case(model: nn.Module, cfg, variant: Variant, image: torch.Tensor, sca
             align_corners=cfg.MODEL.ALIGN_CORNERS, output_index=cfg.TEST.OUTPUT_INDEX,
             window_batch=window_batch, amp=amp, memory_format=variant.memory_format)
 
-    return Case(variant.name, infer, 1, device)
+    return Case(variant.name, infer, 1, device, ran_as=_ran_as(variant, dtype))

@@ -125,3 +125,15 @@ def test_onnx_runtime_rows_fp32_and_int8_calibrated_on_photos(tmp_path):
     # real-photo F1 of INT8 models is in docs/benchmarks.md)
     assert rows["onnxruntime int8"]["images_per_s"] > 0
     assert rows["onnxruntime int8"]["max_abs_diff"] > 0
+
+
+def test_a_bf16_row_on_a_device_without_bf16_says_it_ran_fp32(tmp_path, monkeypatch, capsys):
+    from lib.utils import amp
+
+    monkeypatch.setattr(amp, "bf16_supported", lambda device: False)
+    result = _run(tmp_path, "--what", "infer", "--input-size", "64x96",
+                  "--variants", "fp32 eager,bf16")
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert rows["bf16"]["ran_as"] == "fp32 (no native bf16 here)"
+    assert "ran_as" not in rows["fp32 eager"]
+    assert "bf16 [ran fp32 (no native bf16 here)]" in capsys.readouterr().out
