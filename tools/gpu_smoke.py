@@ -11,7 +11,9 @@ On a machine with 1-8 GPUs (all visible GPUs are used) it runs, in about 5 minut
   4. the same training with bf16 autocast where the GPU has native bf16 (else: skipped, said so);
   5. tools/test.py under torchrun and in one plain process: the numbers must be equal;
   6. tools/predict.py on a generated 5472x3078 photo, peak GPU memory reported;
-  7. tools/benchmark.py --device cuda: W48 + OCR inference at 1x3x512x1024, the W18-Small
+  7. tools/predict.py by torchrun with 2 processes against one process (shards, the merge over
+     ranks): same masks and summary rows; skipped, and said so, with fewer than 2 GPUs;
+  8. tools/benchmark.py --device cuda: W48 + OCR inference at 1x3x512x1024, the W18-Small
      training step, and a whole 5472x3078 photo at 3 scales + flip (W48).
 Each step is a real command line of the tools, run as a user would. The result is a Markdown
 table (stdout and <out>/gpu_smoke.md) and <out>/gpu_smoke.json; the exit status is 1 when any
@@ -23,6 +25,7 @@ from __future__ import annotations
 if __name__ == "__main__" and not __package__:  # a script: tools/_checkout.py first
     import _checkout  # noqa: F401
 
+import csv
 import json
 import os
 import re
@@ -32,7 +35,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from lib.core.benchmark import write_test_photo
 from tools import cli
@@ -269,10 +274,57 @@ def steps(smoke: Smoke, args, out: Path, nproc: int, native_bf16: bool, amp: str
                       f"{steady.group(1) if steady else '?'} MiB for the second photo",
                       peak_mb=int(peak.group(1)) if peak else None)
 
-    # 7. benchmarks
+    # 7. two processes: predict's shards and merge across ranks (NCCL on two GPUs; gloo on
+    # the CPU flow); a one-GPU machine says it was skipped
+    if fp16 is not None:
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if args.cpu or gpus >= 2:
+            two_process_predict(smoke, out, runs, fp16 / "final_state.pth", args.cpu)
+        else:
+            smoke.add("predict: 2 processes == 1", None,
+                      f"skipped: {gpus} GPU visible; this step needs 2 (NCCL between ranks)")
+
+    # 8. benchmarks
     if not args.skip_bench:
         bench(smoke, out)
     return finish(smoke, out, start)
+
+
+def two_process_predict(smoke: Smoke, out: Path, runs: Path, weights: Path, cpu: bool) -> None:
+    """Three photos (an odd count: shards of 2 and 1) predicted by torchrun with 2 processes
+    and by one process: the same masks and the same summary rows."""
+    photos = out / "photos_3"
+    photos.mkdir(parents=True, exist_ok=True)
+    for k in range(3):
+        write_test_photo(photos / f"p{k}.jpg", 540, 960, seed=k)
+    args = ["--cfg", str(DEMO), "--input", str(photos), "--overwrite",
+            *(["--device", "cpu"] if cpu else []), "TEST.MODEL_FILE", str(weights)]
+    results = {}
+    for tag, cmd in (("two", torchrun(2, "tools/predict.py", *args, "--output",
+                                      str(runs / "predict_two"))),
+                     ("one", python("tools/predict.py", *args, "--output",
+                                    str(runs / "predict_one")))):
+        rc, text, s = smoke.run(f"predict_{tag}_processes", cmd)
+        if rc != 0:
+            smoke.failed(f"predict: {tag} process(es)", rc, text, s)
+            return
+        results[tag] = s
+    equal = total = 0
+    for k in range(3):
+        a = np.asarray(Image.open(runs / "predict_one" / "masks" / f"p{k}.png"))
+        b = np.asarray(Image.open(runs / "predict_two" / "masks" / f"p{k}.png"))
+        equal, total = equal + int((a == b).sum()), total + a.size
+
+    def rows(folder: Path) -> list[dict]:
+        with open(folder / "summary.csv", newline="") as f:
+            return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+    same_rows = rows(runs / "predict_one") == rows(runs / "predict_two")
+    share = equal / max(total, 1)
+    smoke.add("predict: 2 processes == 1", share >= 0.999 and same_rows,
+              f"3 photos: {100 * share:.3f}% of mask pixels equal, summary rows "
+              f"{'identical' if same_rows else 'differ'}; {results['two']:.0f} s with 2 "
+              f"processes, {results['one']:.0f} s with 1", mask_equal=share)
 
 
 def bench(smoke: Smoke, out: Path) -> None:

@@ -23,7 +23,7 @@ def test_cpu_flow_runs_every_step(tmp_path):
     rows = json.loads((tmp_path / "gpu_smoke.json").read_text())["rows"]
     results = {r["step"]: r["result"] for r in rows}
     for step in ("train fp16", "exact resume", "test.py torchrun == one process",
-                 "tools/predict.py 5472x3078"):
+                 "tools/predict.py 5472x3078", "predict: 2 processes == 1"):
         assert results[step] == "ok", (step, results)
     assert next(r for r in rows if r["step"] == "exact resume")["bitwise"] is True
     assert (tmp_path / "gpu_smoke.md").read_text().startswith("GPU smoke test")
