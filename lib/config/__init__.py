@@ -189,6 +189,10 @@ def _check_values(cfg: CfgNode, source: str) -> None:
             f"DATASET.MIX_RATIO is {cfg.DATASET.MIX_RATIO} but DATASET.MIX_SET is empty {where}; "
             "name the list to mix in"
         )
+    window = list(cfg.TEST.VAL_WINDOW)
+    if len(window) != 2 or any(v < 0 for v in window) or (min(window) == 0 < max(window)):
+        raise ConfigError(f"TEST.VAL_WINDOW is {window} {where}; give [width, height] in pixels, "
+                          "or [0, 0] to validate whole images")
     if not 0 < cfg.TEST.ZOOM < float("inf"):
         raise ConfigError(f"TEST.ZOOM is {cfg.TEST.ZOOM} {where}; give a zoom > 0 (1: the photo as it is)")
     if cfg.TRAIN.LABEL_FILL < 0:

@@ -133,6 +133,7 @@ _C.TEST.WIRE_CLASSES = []  # (ours) class ids scored by wire P/R/F1 + clDice; em
 _C.TEST.WIRE_TOLERANCE = 0.0075  # (ours) wire metric tolerance: < 1 fraction of the diagonal, >= 1 pixels
 _C.TEST.WIRE_THRESHOLD = 0.0  # (ours) wire where P(wire) >= this; 0: picked file or argmax; -1: argmax
 _C.TEST.ZOOM = 1.0  # (ours) score photos as if the camera were closer: > 1 the centre 1/ZOOM upscaled ZOOM times, < 1 downscaled (labels before LABEL_DILATE)
+_C.TEST.VAL_WINDOW = [0, 0]  # (ours) validation during training in windows of [w, h] (official grid, overlaps averaged) instead of whole images: big photos on small GPUs; [0, 0] off (official)
 _C.TEST.SAVE_PROB = False  # (ours) test.py / predict.py also write 8-bit wire probability PNGs (probs/)
 
 _C.DEBUG = CN()

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from lib.config import ExperimentPaths
 from lib.core import budget as time_budget
 from lib.core.criterion import build_criterion
+from lib.core.inference import sliding_windows
 from lib.core.metrics import ConfusionMatrix
 from lib.core.wire_metrics import WireMetrics, wire_metrics_from_cfg
 from lib.datasets import build_dataset
@@ -143,6 +144,7 @@ def _train(cfg, name: str, local_rank: int, progress: dict | None,
                 device=device, align_corners=cfg.MODEL.ALIGN_CORNERS, amp=cfg.TEST.AMP,
                 channels_last=cfg.MODEL.CHANNELS_LAST, writer=writer, epoch=epoch,
                 palette=palette, wire_metrics=wire_metrics_from_cfg(cfg),
+                window=tuple(cfg.TEST.VAL_WINDOW),
             )  # fmt: skip
         rngs = all_gather_object(rng_state())  # every rank's generators, for an exact resume
         if main_rank:
@@ -523,6 +525,27 @@ def _palette_image(pred: np.ndarray, palette: Sequence[Sequence[int]]) -> np.nda
 
 
 @torch.no_grad()
+def _windowed_outputs(net: nn.Module, images: torch.Tensor, window: tuple[int, int],
+                      amp_dtype, align_corners: bool) -> list[torch.Tensor]:
+    """Every output of `net` for `images` (N, 3, H, W) at (N, C, H, W), computed window by
+    window (the official grid of `sliding_windows`) and averaged where windows overlap."""
+    height, width = images.shape[-2:]
+    sums: list[torch.Tensor] = []
+    count = torch.zeros(1, 1, height, width, device=images.device)
+    for h0, h1, w0, w1 in sliding_windows(height, width, *window):
+        with autocast(images.device, amp_dtype):
+            outs = net(images[..., h0:h1, w0:w1])
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        if not sums:
+            sums = [images.new_zeros(len(images), o.shape[1], height, width) for o in outs]
+        for total, out in zip(sums, outs):
+            total[..., h0:h1, w0:w1] += F.interpolate(
+                out.float(), size=(h1 - h0, w1 - w0), mode="bilinear", align_corners=align_corners
+            )
+        count[..., h0:h1, w0:w1] += 1
+    return [total / count for total in sums]
+
+
 def validate(
     model: nn.Module,
     criterion: nn.Module,
@@ -539,8 +562,14 @@ def validate(
     palette: Sequence[Sequence[int]] | None = None,
     num_images: int = 3,
     wire_metrics: WireMetrics | None = None,
+    window: Sequence[int] = (0, 0),
 ) -> dict:
     """Single-scale validation on whole images, as the official `validate`.
+
+    `window` (TEST.VAL_WINDOW, [w, h]): an image larger than it goes through the network in
+    windows of that size (the official sliding grid, overlaps averaged; each output resized
+    to its window), so that whole 5472x3078 photos validate on small GPUs; an image that fits
+    one window is validated whole, exactly as without it.
 
     Under torch.distributed each rank runs its shard (use an unpadded sampler such as
     ShardSampler) and the confusion matrices and loss sums are added across ranks, so any number
@@ -560,11 +589,15 @@ def validate(
     ):
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         labels = labels.to(device, non_blocking=True).long()
-        with autocast(device, amp_dtype):
-            outputs = net(images)
-        outputs = [
-            o.float() for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])
-        ]
+        win_w, win_h = window
+        if win_w and (images.shape[-1] > win_w or images.shape[-2] > win_h):
+            outputs = _windowed_outputs(net, images, (win_h, win_w), amp_dtype, align_corners)
+        else:
+            with autocast(device, amp_dtype):
+                outputs = net(images)
+            outputs = [
+                o.float() for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])
+            ]
         loss_sum += torch.stack(
             [
                 criterion(outputs, labels).double() * len(images),

@@ -209,3 +209,24 @@ def test_testval_gives_channels_last_inputs_when_asked():
         evaluation.testval(model, loader, num_classes=2, ignore_label=255, scales=[1.0], flip=False,
                 base_size=16, crop_size=(16, 16), channels_last=channels_last)
         assert Recorder.formats and all(f == channels_last for f in Recorder.formats)
+
+
+def test_validation_in_windows_sees_no_more_than_a_window_and_assembles_the_image():
+    net = nn.Conv2d(3, 2, 1)  # pointwise: windows must give exactly the whole image's logits
+    seen = []
+    net.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape[-2:])))
+
+    def criterion(outputs, target):
+        return nn.functional.cross_entropy(outputs[-1], target)
+
+    common = dict(num_classes=2, ignore_label=255, device=torch.device("cpu"))
+    whole = validate(net, criterion, batches(2, size=24), **common)
+    assert set(seen) == {(24, 24)}
+    seen.clear()
+    tiled = validate(net, criterion, batches(2, size=24), window=(16, 10), **common)
+    assert seen and all(h <= 10 and w <= 16 for h, w in seen)  # overlapping windows
+    assert tiled["confusion_matrix"] == whole["confusion_matrix"]
+    assert abs(tiled["loss"] - whole["loss"]) < 1e-5
+    seen.clear()
+    fits = validate(net, criterion, batches(2, size=24), window=(32, 32), **common)
+    assert set(seen) == {(24, 24)} and fits == whole  # one window: the official path itself
