@@ -103,20 +103,24 @@ class OhemCrossEntropy(SegmentationLoss):
     def ohem(self, score: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Mean loss of the pixels whose true-class probability is below the threshold.
 
-        threshold = max(prob at sorted index min(min_kept, n - 1), thresh), n labelled pixels.
+        threshold = max(prob at sorted index min(min_kept, n - 1), thresh), n labelled pixels:
+        the official selection, computed without reading anything back to the host (no
+        `.item()`, no boolean indexing), so a GPU step does not wait for it. Unlabelled pixels
+        sort last (probability 2) and count nowhere; with none labelled the loss is a zero that
+        still carries the graph.
         """
         valid = target != self.ignore_label
-        if not valid.any():  # nothing labelled: a zero that still carries the graph
-            return score.sum() * 0.0
-        losses = self.pixel_losses(score, target)[valid]
+        losses = self.pixel_losses(score, target)
         safe_target = torch.where(valid, target, torch.zeros_like(target))
-        prob = F.softmax(score, dim=1).gather(1, safe_target.unsqueeze(1)).squeeze(1)[valid]
-        sorted_prob, order = prob.sort()
-        threshold = max(sorted_prob[min(self.min_kept, sorted_prob.numel() - 1)].item(), self.thresh)
-        hard = losses[order][sorted_prob < threshold]
-        if hard.numel() == 0:  # every pixel exactly at the threshold: nothing is hard
-            return score.sum() * 0.0
-        return hard.mean()
+        prob = F.softmax(score, dim=1).gather(1, safe_target.unsqueeze(1)).squeeze(1)
+        prob = torch.where(valid, prob, torch.full_like(prob, 2.0)).flatten()
+        sorted_prob = prob.sort().values
+        count = valid.sum()
+        index = torch.clamp(count - 1, min=0, max=self.min_kept).reshape(1)
+        threshold = torch.clamp(sorted_prob.gather(0, index), min=self.thresh)
+        hard = (prob < threshold) & valid.flatten()
+        kept = hard.sum()
+        return (losses.flatten() * hard).sum() / torch.clamp(kept, min=1)
 
 
 def soft_skeleton(mask: torch.Tensor, iters: int = 3) -> torch.Tensor:

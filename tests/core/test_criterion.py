@@ -160,3 +160,22 @@ def test_wire_terms_stack_and_reject_negative_weights():
     assert torch.isfinite(crit(two, target))
     with pytest.raises(ValueError, match="LOSS.DICE"):
         build_criterion(get_config(cfg_file, ["LOSS.DICE", "-1"]))
+
+
+def test_ohem_reads_nothing_back_to_the_host():
+    """No `.item()` and no boolean indexing (each a GPU sync): the whole selection traces as one
+    graph with static shapes, which torch.compile refuses otherwise."""
+    scores, target = _data(1)
+    up = F.interpolate(scores[1], size=(8, 10), mode="bilinear", align_corners=True)
+    crit = OhemCrossEntropy(255, [1.0], thresh=0.7, min_kept=7)
+    graph = torch.compile(crit.ohem, backend="eager", fullgraph=True, dynamic=False)
+    torch.testing.assert_close(graph(up, target), crit.ohem(up, target))
+    for min_kept in (1, 7, 10_000):  # kept count below, inside and beyond the labelled pixels
+        crit.min_kept = min_kept
+        valid = target != 255
+        prob = F.softmax(up, 1).gather(1, target.clamp(max=2).unsqueeze(1)).squeeze(1)[valid]
+        losses = F.cross_entropy(up, target, ignore_index=255, reduction="none")[valid]
+        ordered, order = prob.sort()
+        threshold = max(ordered[min(min_kept, ordered.numel() - 1)].item(), crit.thresh)
+        official = losses[order][ordered < threshold].mean()  # the official selection
+        torch.testing.assert_close(crit.ohem(up, target), official)

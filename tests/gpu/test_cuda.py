@@ -205,3 +205,23 @@ def test_one_visible_gpu_serves_any_local_rank(monkeypatch):
     info = du.init_distributed(use_cuda=True)
     assert info.device == torch.device("cuda", 0)
     assert torch.cuda.current_device() == 0
+
+
+def test_ohem_loss_does_not_sync_the_host():
+    from lib.core.criterion import OhemCrossEntropy
+
+    score = torch.randn(2, 3, 64, 64, device=CUDA, requires_grad=True)
+    target = torch.randint(0, 3, (2, 64, 64), device=CUDA)
+    target[:, :8] = 255
+    crit = OhemCrossEntropy(255, [1.0], thresh=0.7, min_kept=1000).to(CUDA)
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            loss = crit.ohem(score, target)
+            loss.backward()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert not [w for w in seen if "synchroniz" in str(w.message)]
+    assert torch.isfinite(loss).item()
