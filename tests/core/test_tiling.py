@@ -102,8 +102,6 @@ def test_tiled_equals_whole_image_where_the_receptive_field_fits():
 
 def _small_ocr():
 
-    if not (OFFICIAL / "w18s1_ocr.yaml").is_file():
-        pytest.skip("../shared/fixtures/official/w18s1_ocr.yaml is absent")
     torch.manual_seed(0)
     return get_seg_model(get_config(OFFICIAL / "w18s1_ocr.yaml")).eval()
 

@@ -80,7 +80,7 @@ def test_bf16_autocast_agrees_on_argmax_for_99_percent_of_fixture_pixels(fixture
 
 @pytest.mark.parametrize("cfg_file", [DEMO_CFG, SEG_HRNET_CFG], ids=["seg_hrnet_ocr", "seg_hrnet"])
 def test_fold_and_channels_last_match_eager_on_a_random_model(cfg_file):
-    """The same without ../shared: small HRNet (+OCR) with calibrated random weights.
+    """The same without the official fixtures: small HRNet (+OCR) with calibrated random weights.
 
     Their logits reach about 50 (He-initialised, not trained), so 1e-4 is relative to that.
     """
