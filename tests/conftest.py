@@ -40,10 +40,11 @@ def pldm_dir() -> Path:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Under CI (CI=true) a skipped official-parity test (tests/models/) is a failure: parity
-    is the check a clone must never lose silently."""
+    """Under CI (CI=true) a skipped official-parity test (one that reads the official
+    fixtures) is a failure: parity is the check a clone must never lose silently."""
     outcome = yield
     report = outcome.get_result()
-    if report.skipped and item.nodeid.startswith("tests/models/") and os.environ.get("CI"):
+    parity = "official_dir" in getattr(item, "fixturenames", ())
+    if report.skipped and parity and os.environ.get("CI"):
         report.outcome = "failed"
         report.longrepr = f"official-parity test skipped under CI: {report.longrepr}"
