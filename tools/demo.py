@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num", type=int, default=None, help="number of generated photos")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the config's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated dataset")
-    return p.parse_args(argv)
+    return cli.parse(p, argv)
 
 
 def from_repo(path: str) -> Path:

@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip-bench", action="store_true", help="leave out tools/benchmark.py")
     p.add_argument("--cpu", action="store_true",
                    help="check the script's flow on a CPU (gloo, fp32 instead of fp16, no benchmarks)")
-    args = p.parse_args(argv)
+    args = cli.parse(p, argv)
     if args.cpu:
         return cpu_flow_check(args)
     if not torch.cuda.is_available():

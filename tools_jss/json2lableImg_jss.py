@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip shapes with unknown labels instead of the image",
     )
-    args = parser.parse_args(argv)
+    args = cli.parse(parser, argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         classes = parse_classes(args.classes)

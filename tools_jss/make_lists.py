@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-labels", action="store_true", help="Cityscapes: image-only list")
     parser.add_argument("--out", type=Path, required=True, help="list file to write")
-    args = parser.parse_args(argv)
+    args = cli.parse(parser, argv)
     try:
         if args.cityscapes:
             rows, unmatched = cityscapes_rows(args.root, args.cityscapes, not args.no_labels)
@@ -114,7 +114,7 @@ def folds_main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the fold lists")
     parser.add_argument("--root", type=Path,
                         help="accepted and not needed: the list's paths are kept as written")
-    args = parser.parse_args(argv)
+    args = cli.parse(parser, argv)
     try:
         folds = write_folds(args.from_list, args.folds, args.out)
     except ValueError as err:

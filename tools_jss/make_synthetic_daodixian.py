@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         "close-up towns and roads (slabs, road markings, kerbs, railings, roofs, poles, bare "
         "trees, hedges; not wires) with 1-4 px wires and 8-30 px round cables",
     )
-    args = parser.parse_args(argv)
+    args = cli.parse(parser, argv)
     if args.num < 1 or args.width < 64 or args.height < 64:
         print("error: --num must be >= 1 and --width/--height >= 64", file=sys.stderr)
         return 2

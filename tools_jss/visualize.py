@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         help="box regions of at least this many pixels (0: no boxes)",
     )
     parser.add_argument("--alpha", type=float, default=0.6)
-    args = parser.parse_args(argv)
+    args = cli.parse(parser, argv)
     if args.images and not args.labels:
         parser.error("--images needs --labels")
     palette = palette_for(args.dataset, args.num_classes)
