@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lib.datasets.cityscapes import NAME_TO_LABEL
+from lib.datasets.labels import NAME_TO_LABEL
 
 __all__ = [
     "AnnotationError",

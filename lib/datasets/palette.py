@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lib.datasets.cityscapes import LABELS
+from lib.datasets.labels import LABELS
 
 __all__ = [
     "CITYSCAPES_PALETTE",

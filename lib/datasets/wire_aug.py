@@ -20,7 +20,7 @@ import numpy as np
 
 from lib.config import wire_classes
 from lib.datasets.annotations import ImageAnnotation, Shape, rasterise
-from lib.datasets.synthetic import catenary, contrasting_grey, draw_wire, wire_polygon
+from lib.datasets.wire_drawing import catenary, contrasting_grey, draw_wire, wire_polygon
 
 __all__ = ["WireAugment", "wire_augment_from_cfg", "paste_wires"]
 

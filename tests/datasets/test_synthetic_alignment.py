@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lib.datasets.annotations import ImageAnnotation, Shape, rasterise
-from lib.datasets.synthetic import draw_wire, wire_polygon
+from lib.datasets.wire_drawing import draw_wire, wire_polygon
 
 
 @pytest.mark.parametrize("axis", [0, 1])
