@@ -17,6 +17,7 @@ later), so `rss_base_mb`, the resident size before the row's first call, is repo
 
 from __future__ import annotations
 
+import atexit
 import copy
 import logging
 import platform
@@ -279,20 +280,38 @@ def exported_model(model: nn.Module, variant: Variant, height: int, width: int, 
     width) into `folder`: ONNX Runtime, or OpenVINO converted from the same ONNX graph; INT8
     variants calibrated on `calibration` (N, 3, H, W; default: 8 photo-like random images)."""
     path = Path(folder) / "model.onnx"
-    export_onnx(model, path, height=height, width=width, dynamic=True)
+    if not path.is_file():  # files already in `folder` are reused (variants of one export)
+        export_onnx(model, path, height=height, width=width, dynamic=True)
     int8 = "int8" in variant.name.split()
     if int8 and calibration is None:
         calibration = random_image(8, height, width, seed=1)
     threads = torch.get_num_threads()
     if variant.name.startswith("openvino"):
-        path = export_openvino(path, path.with_suffix(".xml"))
+        xml = path.with_suffix(".xml")
+        path = xml if xml.is_file() else export_openvino(path, xml)
         if int8:
-            path = quantize_openvino(path, path.with_name("model_int8.xml"), calibration)
+            target = path.with_name("model_int8.xml")
+            path = target if target.is_file() else quantize_openvino(path, target, calibration)
         return OpenVinoModel(path, threads=threads, amp="bf16" if "bf16" in variant.name else "")
     if int8:
-        quantize_int8(path, path.with_name("model_int8.onnx"), calibration)
-        path = path.with_name("model_int8.onnx")
+        target = path.with_name("model_int8.onnx")
+        if not target.is_file():
+            quantize_int8(path, target, calibration)
+        path = target
     return OnnxRuntimeModel(path, threads=threads)
+
+
+_EXPORTS: dict[tuple, Path] = {}
+
+
+def _export_folder(model: nn.Module, height: int, width: int, calibration) -> Path:
+    """One folder per (model, traced size, calibration) for the whole run: the variants of one
+    export share its files (removed when the process ends)."""
+    key = (id(model), height, width, id(calibration))
+    if key not in _EXPORTS:
+        _EXPORTS[key] = Path(tempfile.mkdtemp(prefix="bench_export_"))
+        atexit.register(shutil.rmtree, _EXPORTS[key], True)
+    return _EXPORTS[key]
 
 
 def _exported_case(
@@ -301,8 +320,8 @@ def _exported_case(
     """An exported variant (EXPORTED_VARIANTS) on `x`, exported at x's size."""
     if x.device.type != "cpu":
         raise ValueError(f"{variant.name} runs on the CPU (--device cpu)")
-    with tempfile.TemporaryDirectory(prefix="bench_export_") as folder:  # the runtime keeps it
-        runtime = exported_model(model, variant, x.shape[2], x.shape[3], Path(folder), calibration)
+    folder = _export_folder(model, x.shape[2], x.shape[3], calibration)
+    runtime = exported_model(model, variant, x.shape[2], x.shape[3], folder, calibration)
 
     def forward():
         with torch.no_grad():
@@ -520,8 +539,8 @@ def photo_case(model: nn.Module, cfg, variant: Variant, image: torch.Tensor, sca
     if variant.exported:
         if device.type != "cpu":
             raise ValueError(f"{variant.name} runs on the CPU (--device cpu)")
-        with tempfile.TemporaryDirectory(prefix="bench_export_") as folder:
-            fn = exported_model(model, variant, crop_h, crop_w, Path(folder))
+        fn = exported_model(model, variant, crop_h, crop_w,
+                            _export_folder(model, crop_h, crop_w, None))
         amp, dtype = "", None  # the runtime's own precision
     else:
         dtype = autocast_dtype(variant.amp, device, key=f"variant {variant.name!r}")
