@@ -173,7 +173,8 @@ def _run(args: argparse.Namespace, cfg, device: torch.device) -> dict:
 
 def table(result: dict) -> str:
     """The rows as a plain-text table, environment first."""
-    head = (f"{result['what']} on {result['device']} ({result['device_name']}), torch "
+    features = ", ".join(result.get("cpu_features", [])) or "no AMX/AVX-512 listed"
+    head = (f"{result['what']} on {result['device']} ({result['device_name']}; {features}), torch "
             f"{result['torch']}, {result['threads']} threads; peak memory: {result['peak_mem_method']}")
     lines = [head, f"{'variant':<40} {'images/s':>9} {'latency ms':>11} {'peak MB':>9} "
                    f"{'speedup':>8} {'argmax':>8}"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import importlib.metadata
 import logging
 import platform
 import random
@@ -168,7 +169,32 @@ def environment(device: torch.device) -> dict:
                     break
     return {"torch": torch.__version__, "device": str(device), "device_name": name,
             "threads": torch.get_num_threads(), "python": platform.python_version(),
-            "bf16_native": bf16_supported(device)}
+            "bf16_native": bf16_supported(device), "cpu_features": cpu_features(),
+            **{f"{m}_version": _version_of(m) for m in ("onnxruntime", "openvino", "nncf")
+               if _version_of(m)}}
+
+
+CPU_FEATURES = ("amx_bf16", "amx_int8", "amx_fp16", "avx512_bf16", "avx512_vnni", "avx_vnni",
+                "avx512f", "avx2")
+
+
+def cpu_features() -> list[str]:
+    """The CPU's matrix and vector extensions that decide which path is fastest (AMX or not,
+    bf16, VNNI for INT8), from /proc/cpuinfo; [] where it is unreadable."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith("flags")), [])
+    return [f for f in CPU_FEATURES if f in flags]
+
+
+def _version_of(module: str) -> str:
+    try:
+        return importlib.metadata.version(module)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
 
 
 def _sync(device: torch.device) -> None:
