@@ -15,6 +15,7 @@ import re
 import runpy
 import shlex
 import sys
+import types
 from functools import cache
 from pathlib import Path
 
@@ -119,11 +120,17 @@ def help_text(script: str) -> str:
     out = io.StringIO()
     argv = sys.argv
     sys.argv = [str(REPO / script), "--help"]
+    # tools/_checkout.py's work (this checkout first on sys.path) is done in this process
+    # already; run in-process, it would also replace pytest's Ctrl-C handler
+    stub = "_checkout" not in sys.modules
+    sys.modules.setdefault("_checkout", types.ModuleType("_checkout"))
     try:
         with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_info:
             runpy.run_path(str(REPO / script), run_name="__main__")
     finally:
         sys.argv = argv
+        if stub:
+            del sys.modules["_checkout"]
     assert exit_info.value.code in (0, None), f"{script} --help exited with {exit_info.value.code}"
     return out.getvalue()
 
