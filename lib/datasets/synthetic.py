@@ -13,7 +13,7 @@ perspective, low contrast (8-60 grey levels, darker or brighter), cut where foli
 a blurred image; and thin things that are not wires (road markings, kerbs, fences, branches,
 roof edges, shadows of the wires).
 
-`style="aerial"` (opt-in) is the one that teaches real wires best (docs/real_photos.md): ground
+`style="aerial"` (opt-in) draws aerial scenes of real wires' scale: ground
 with fine natural texture everywhere (multi-octave brightness over the fields, forest canopy of
 lit and shaded crowns, or scrub with hundreds of short twigs), in a third of the photos sky or
 calm water above a wavy horizon or filling the frame; 1-3 spans of 1-4 parallel wires 1.5-5 px
@@ -23,7 +23,8 @@ a slight blur and sensor noise.
 
 `style="canopy"` (opt-in) is the "aerial" one with what real canopy and scrub hold at the
 wires' scale on its ground: networks of thin curved dark gaps between leaf clusters (and lit
-leaf edges), and tangles of bare branches that fork; none of them labelled.
+leaf edges), and tangles of bare branches that fork; none of them labelled. It is the style
+that teaches real wires best of those measured (docs/real_photos.md, generated-only).
 
 `style="urban"` (opt-in) is for photos of towns and roads taken close up: ground of slabs with
 thin dark joints, or asphalt with painted lines, dashes and zebra bands, between kerbs (a bright
