@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lib.utils.signal_stack import keep_signal_stack
+
 __all__ = ["BackendUnavailable", "require", "EXPORTED_SUFFIXES", "is_exported", "backend_name",
            "OnnxRuntimeModel", "OpenVinoModel", "load_exported", "inference_model"]
 
@@ -86,6 +88,10 @@ class OnnxRuntimeModel(nn.Module):
         import onnxruntime as ort  # optional dependency: imported only when used
 
         options = ort.SessionOptions()
+        # tiles, scales and flips come in several shapes: a memory pattern planned per shape and
+        # an arena that keeps every size it ever held made the peak grow with each new shape
+        options.enable_mem_pattern = False
+        options.enable_cpu_mem_arena = False
         if threads:
             options.intra_op_num_threads = threads
         try:
@@ -118,30 +124,14 @@ class OpenVinoModel(nn.Module):
     ) -> None:
         super().__init__()
         require("openvino")
-        import openvino as ov  # optional dependency: imported only when used
-
         path = Path(path)
         if amp not in OPENVINO_PRECISION:
             raise ValueError(f"TEST.AMP {amp!r}: OpenVINO takes '', bf16 or fp16")
         if not path.with_suffix(".bin").is_file():
             raise FileNotFoundError(f"{path}: its weights {path.with_suffix('.bin').name} are "
                                     "missing beside it (an OpenVINO model is the .xml and the .bin)")
-        core = ov.Core()
-        try:
-            model = core.read_model(str(path))
-        except Exception as err:  # OpenVINO raises RuntimeError with a multi-line C++ trace
-            first = (str(err).strip().splitlines() or ["unreadable"])[0]
-            raise ValueError(f"{path}: not a model OpenVINO can read ({first})") from None
-        inputs = model.inputs
-        if len(inputs) != 1 or "image" not in inputs[0].get_names():
-            raise ValueError(f"{path}: expected one input named 'image' (tools/export_onnx.py)")
-        shape = inputs[0].get_partial_shape()
-        if any_size and (shape[2].is_static or shape[3].is_static):
-            raise _fixed_size_error(path, [str(d) for d in shape])
-        config = {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[amp], "PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = core.compile_model(model, "CPU", config)
+        with keep_signal_stack():  # the CPU plugin swaps it: lib/utils/signal_stack.py
+            self.compiled = _compile_openvino(path, threads, amp, any_size)
         self.request = self.compiled.create_infer_request()
         self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         self.path = path
@@ -150,6 +140,28 @@ class OpenVinoModel(nn.Module):
         image = x.detach().to("cpu", torch.float32).contiguous().numpy()
         out = self.request.infer({0: image})[self.compiled.output(0)]
         return torch.from_numpy(out.copy())  # the request reuses its buffer on the next call
+
+
+def _compile_openvino(path: Path, threads: int, amp: str, any_size: bool):
+    """The OpenVINO model at `path` read, checked and compiled for the CPU."""
+    import openvino as ov  # optional dependency: imported only when used
+
+    core = ov.Core()
+    try:
+        model = core.read_model(str(path))
+    except Exception as err:  # OpenVINO raises RuntimeError with a multi-line C++ trace
+        first = (str(err).strip().splitlines() or ["unreadable"])[0]
+        raise ValueError(f"{path}: not a model OpenVINO can read ({first})") from None
+    inputs = model.inputs
+    if len(inputs) != 1 or "image" not in inputs[0].get_names():
+        raise ValueError(f"{path}: expected one input named 'image' (tools/export_onnx.py)")
+    shape = inputs[0].get_partial_shape()
+    if any_size and (shape[2].is_static or shape[3].is_static):
+        raise _fixed_size_error(path, [str(d) for d in shape])
+    config = {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[amp], "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    return core.compile_model(model, "CPU", config)
 
 
 def load_exported(path: str | Path, threads: int = 0, amp: str = "") -> nn.Module:

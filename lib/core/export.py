@@ -35,6 +35,7 @@ from lib.datasets.base import normalise
 from lib.datasets.decode import decode_image
 from lib.datasets.lists import IMAGE_SUFFIXES
 from lib.models.bn_folding import fold_batchnorm
+from lib.utils.signal_stack import keep_signal_stack
 
 __all__ = ["PredictionHead", "export_onnx", "runtime_max_abs_diff", "quantize_int8",
            "export_openvino", "quantize_openvino", "calibration_images", "KEEP_FP32"]
@@ -173,7 +174,8 @@ def export_openvino(source: Path, target: Path) -> Path:
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(ov.convert_model(str(source)), str(target), compress_to_fp16=False)
+    with keep_signal_stack():  # OpenVINO's CPU plugin swaps it: lib/utils/signal_stack.py
+        ov.save_model(ov.convert_model(str(source)), str(target), compress_to_fp16=False)
     return target
 
 
@@ -199,10 +201,11 @@ def quantize_openvino(
     ranges = AdvancedQuantizationParameters(
         activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
     )
-    quantized = nncf.quantize(
-        model, nncf.Dataset(samples), subset_size=len(samples), ignored_scope=scope,
-        advanced_parameters=ranges,
-    )
+    with keep_signal_stack():  # NNCF's engines each create a CPU plugin that swaps it
+        quantized = nncf.quantize(
+            model, nncf.Dataset(samples), subset_size=len(samples), ignored_scope=scope,
+            advanced_parameters=ranges,
+        )
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(quantized, str(target), compress_to_fp16=False)

@@ -185,6 +185,38 @@ def test_missing_openvino_is_named_with_the_install_command(tmp_path, monkeypatc
     assert not (tmp_path / "m.onnx").exists()  # refused before anything is written
 
 
+SIGNAL_AFTER_TWO_MODELS = """
+import gc, os, signal, sys
+from lib.core.backends import OpenVinoModel
+from lib.utils.signal_stack import current_signal_stack
+
+before = current_signal_stack()
+first = OpenVinoModel(sys.argv[1])
+second = OpenVinoModel(sys.argv[1])  # lives longer than the first: first in, first out
+del first
+gc.collect()
+del second
+gc.collect()
+signal.signal(signal.SIGUSR1, lambda *_: print("handled", flush=True))
+os.kill(os.getpid(), signal.SIGUSR1)
+print("same stack" if current_signal_stack() == before else "stack changed")
+"""
+
+
+@needs_openvino
+def test_a_signal_after_two_openvino_models_is_handled(trained_like, tmp_path):  # noqa: F811
+    # OpenVINO's CPU plugin leaves the thread on a freed signal stack when two plugins end in
+    # the order they began; the next Python signal handler then died of SIGSEGV
+    model, _ = trained_like
+    head = export_onnx(model, tmp_path / "m.onnx", height=64, width=64, dynamic=True)
+    xml = export_openvino(tmp_path / "m.onnx", tmp_path / "m.xml")
+    del head
+    run = subprocess.run([sys.executable, "-X", "faulthandler", "-c", SIGNAL_AFTER_TWO_MODELS,
+                          str(xml)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
+    assert run.stdout.split() == ["handled", "same", "stack"]
+
+
 @needs_openvino
 def test_benchmark_openvino_rows(tmp_path):
     out = tmp_path / "bench.json"
