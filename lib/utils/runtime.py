@@ -94,5 +94,7 @@ def cpu_threads_per_process() -> int:
 def limit_worker_threads(worker_id: int) -> None:
     """DataLoader `worker_init_fn`: one OpenCV thread per worker. A forked worker keeps
     OpenCV's pool of one thread per core (torch already limits its own to one), so 8 ranks
-    with 4 workers each would run 32 x cores decode and resize threads on one node."""
-    cv2.setNumThreads(1)
+    with 4 workers each would run 32 x cores decode and resize threads on one node.
+    0 (run sequentially), not 1: in a worker forked while the parent's pool was running,
+    OpenCV 5 waits forever in setNumThreads(1) for the pool threads the fork did not copy."""
+    cv2.setNumThreads(0)

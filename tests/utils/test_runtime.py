@@ -89,7 +89,14 @@ def test_dataloader_workers_of_a_run_use_one_opencv_thread():
     before = cv2.getNumThreads()
     cv2.setNumThreads(4)  # what a forked worker would inherit on a 4-core node
     try:
-        loader = torch.utils.data.DataLoader(_CvThreads(), **_loader_options(cfg, info))
+        # the pool running when the worker is forked (as after a validation in the main
+        # process): a worker that then asked OpenCV for one thread hung; the timeout makes a
+        # hang a failure
+        photo = np.zeros((2000, 3000, 3), np.uint8)
+        for _ in range(3):
+            cv2.GaussianBlur(cv2.resize(photo, (1500, 1000)), (9, 9), 2)
+        options = {**_loader_options(cfg, info), "timeout": 60}
+        loader = torch.utils.data.DataLoader(_CvThreads(), **options)
         assert [int(n) for n in loader] == [1, 1]
     finally:
         cv2.setNumThreads(before)
