@@ -9,7 +9,7 @@ ONNX (ONNX Runtime): writes model.onnx, and with --int8 model_int8.onnx (static 
 OpenVINO: writes model.onnx (the same graph), model.xml + model.bin converted from it (fp32
 weights), and with --int8 model_int8.xml + .bin (NNCF post-training INT8). INT8 calibrates on up
 to 16 photos of the folder, resized to the export size (give photos like the ones to predict);
-the OCR head and classifiers stay unquantised. Give any of these files to tools/predict.py,
+the OCR head and classifiers stay unquantised (--int8-keep names what stays). Give any of these files to tools/predict.py,
 test.py or benchmark.py as TEST.MODEL_FILE (export with --dynamic for tiles of any size).
 
 The check runs the runtime (ONNX Runtime, or OpenVINO in fp32) and PyTorch on a random
@@ -32,6 +32,7 @@ import torch
 from lib.config import ConfigError, get_config
 from lib.core.backends import require
 from lib.core.export import (
+    KEEP_FP32,
     calibration_images,
     export_onnx,
     export_openvino,
@@ -71,6 +72,11 @@ def parse_args(argv=None):
         "--int8", default="", metavar="PHOTOS",
         help="also write <output stem>_int8.onnx (ONNX Runtime) or _int8.xml (OpenVINO, NNCF): "
         "INT8 calibrated on up to 16 photos of this folder, resized to the export size",
+    )
+    parser.add_argument(
+        "--int8-keep", default=",".join(KEEP_FP32), metavar="PARTS",
+        help="comma-separated parts of layer names that INT8 leaves unquantised (default "
+        f"'{','.join(KEEP_FP32)}': the OCR head and the classifiers; '' quantises everything)",
     )
     return cli.parse(parser, argv)
 
@@ -118,8 +124,10 @@ def export(args) -> int:
         calibration = calibration_images(args.int8, height, width)
         int8 = model_file.with_name(model_file.stem + "_int8" + model_file.suffix)
         quantize = quantize_openvino if openvino else quantize_int8
-        quantize(model_file, int8, calibration)
-        print(f"wrote {int8} (INT8, calibrated on {len(calibration)} photos of {args.int8})")
+        keep = tuple(part.strip() for part in args.int8_keep.split(",") if part.strip())
+        quantize(model_file, int8, calibration, keep_fp32=keep)
+        kept = f"; {', '.join(keep)} unquantised" if keep else "; every layer quantised"
+        print(f"wrote {int8} (INT8, calibrated on {len(calibration)} photos of {args.int8}{kept})")
     written = [onnx_file, *([model_file] if openvino else []), *([int8] if args.int8 else [])]
     _carry_threshold(cfg.TEST.MODEL_FILE, written)
     if args.no_check:

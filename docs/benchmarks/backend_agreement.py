@@ -4,7 +4,7 @@ its held-out real photos, PyTorch fp32 against each backend.
     python docs/benchmarks/backend_agreement.py --cv OUTPUT_DIR/daodixian_seg \\
         --cfg experiments/daodixian_seg/seg_hrnet_ocr_w18_small_v1_real.yaml \\
         --folds <root>/list/daodixian_seg/folds --root <root>/ --labels <photos' label PNGs> \\
-        --work /tmp/agree --json out.json
+        --work /tmp/agree [--only 1,2] [--int8-keep PARTS] --json out.json
 
 For fold k: the fold's final weights (`<cv>/<cfg name>_fold<k>/final_state.pth`) are exported by
 tools/export_onnx.py --dynamic to ONNX and OpenVINO, with INT8 calibrated on 16 of the fold's
@@ -51,14 +51,20 @@ def main() -> int:
     p.add_argument("--labels", type=Path, required=True, help="folder of the photos' label PNGs")
     p.add_argument("--work", type=Path, default=Path("/tmp/agree"))
     p.add_argument("--backends", default=",".join(BACKENDS))
+    p.add_argument("--only", default="", help="comma-separated fold numbers (default: all)")
+    p.add_argument("--int8-keep", default=None, help="tools/export_onnx.py --int8-keep")
     p.add_argument("--json", default="")
     args = p.parse_args()
+    only = {int(k) for k in args.only.split(",") if k.strip()}
+    keep = [] if args.int8_keep is None else ["--int8-keep", args.int8_keep]
     root = args.root / "daodixian_seg"
     name = Path(args.cfg).stem
     backends = args.backends.split(",")
     rows = []
     for fold in sorted(args.folds.glob("fold*_val.lst")):
         k = int(re.search(r"fold(\d+)_val", fold.name).group(1))
+        if only and k not in only:
+            continue
         weights = args.cv / f"{name}_fold{k}" / "final_state.pth"
         work = args.work / f"fold{k}"
         (work / "val").mkdir(parents=True, exist_ok=True)
@@ -75,7 +81,7 @@ def main() -> int:
         (work / "model.pth").symlink_to(weights.resolve())
         for fmt in (".onnx", ".xml"):
             subprocess.run([sys.executable, "tools/export_onnx.py", "--cfg", args.cfg, "--output",
-                            str(work / f"model{fmt}"), "--dynamic", "--int8", str(work / "cal"),
+                            str(work / f"model{fmt}"), "--dynamic", "--int8", str(work / "cal"), *keep,
                             "TEST.MODEL_FILE", str(work / "model.pth")], cwd=REPO, check=True,
                            capture_output=True)
         labels = args.labels

@@ -103,6 +103,30 @@ def test_export_tool_writes_fp32_and_int8_and_predict_runs_them(trained_like, tm
         assert (masks["pt"] == masks["int8"]).mean() >= 0.8  # close, not equal (random weights)
 
 
+def _quantised_layers(xml):
+    import openvino as ov  # optional dependency: only where the test is not skipped
+
+    return " ".join(op.get_friendly_name() for op in ov.Core().read_model(str(xml)).get_ops()
+                    if op.get_type_name() == "FakeQuantize")
+
+
+@needs_openvino
+def test_int8_keep_names_the_layers_left_unquantised(trained_like, tmp_path, capsys):  # noqa: F811
+    _, weights = trained_like
+    _photos(tmp_path / "photos")
+    common = ["--cfg", str(DEMO_CFG), "--dynamic", "--height", "96", "--width", "96", "--no-check",
+              "--int8", str(tmp_path / "photos"), "TEST.MODEL_FILE", str(weights)]
+    assert export_tool.main(["--output", str(tmp_path / "a.xml"), "--int8-keep",
+                             "ocr_gather,ocr_distri,cls_head,aux_head,refine", *common]) == 0
+    assert "ocr_gather, ocr_distri, cls_head, aux_head, refine unquantised" in capsys.readouterr().out
+    quantised = _quantised_layers(tmp_path / "a_int8.xml")
+    # NNCF names a FakeQuantize after the output it quantises
+    assert "conv3x3_ocr" in quantised and "ocr_distri_head" not in quantised
+    assert export_tool.main(["--output", str(tmp_path / "b.xml"), "--int8-keep", "", *common]) == 0
+    assert "every layer quantised" in capsys.readouterr().out
+    assert "ocr_distri_head" in _quantised_layers(tmp_path / "b_int8.xml")
+
+
 @needs_openvino
 def test_test_tool_and_pick_threshold_take_an_openvino_model(tiny_data, tmp_path, capsys):
     opts = tiny_opts(tiny_data, tmp_path)
