@@ -9,8 +9,9 @@ ONNX (ONNX Runtime): writes model.onnx, and with --int8 model_int8.onnx (static 
 OpenVINO: writes model.onnx (the same graph), model.xml + model.bin converted from it (fp32
 weights), and with --int8 model_int8.xml + .bin (NNCF post-training INT8). INT8 calibrates on up
 to 16 photos of the folder, resized to the export size (give photos like the ones to predict);
-the OCR head and classifiers stay unquantised (--int8-keep names what stays). Give any of these files to tools/predict.py,
-test.py or benchmark.py as TEST.MODEL_FILE (export with --dynamic for tiles of any size).
+the OCR head and classifiers stay unquantised (--int8-keep names what stays). Give any of these
+files to tools/predict.py, test.py or benchmark.py as TEST.MODEL_FILE (export with --dynamic for
+tiles of any size).
 
 The check runs the runtime (ONNX Runtime, or OpenVINO in fp32) and PyTorch on a random
 normalised image (and, with --dynamic, on a second size too) and prints the largest absolute

@@ -174,8 +174,7 @@ def export_openvino(source: Path, target: Path) -> Path:
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with keep_signal_stack():  # OpenVINO's CPU plugin swaps it: lib/utils/signal_stack.py
-        ov.save_model(ov.convert_model(str(source)), str(target), compress_to_fp16=False)
+    ov.save_model(ov.convert_model(str(source)), str(target), compress_to_fp16=False)
     return target
 
 
@@ -201,7 +200,7 @@ def quantize_openvino(
     ranges = AdvancedQuantizationParameters(
         activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
     )
-    with keep_signal_stack():  # NNCF's engines each create a CPU plugin that swaps it
+    with keep_signal_stack():  # NNCF's engines each create a CPU plugin: signal_stack.py
         quantized = nncf.quantize(
             model, nncf.Dataset(samples), subset_size=len(samples), ignored_scope=scope,
             advanced_parameters=ranges,

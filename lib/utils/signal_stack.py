@@ -55,23 +55,17 @@ def current_signal_stack() -> tuple[int, int, int] | None:
     return stack.ss_sp or 0, stack.ss_size, stack.ss_flags
 
 
+SS_ONSTACK = 1  # a flag sigaltstack reports, never one it takes
+
+
 @contextmanager
 def keep_signal_stack() -> Iterator[None]:
     """Run the body, then put the calling thread's alternate signal stack back as it was."""
-    if _LIBC is None:
-        yield
-        return
-    before = _StackT()
-    if _LIBC.sigaltstack(None, ctypes.byref(before)) != 0:
-        yield
-        return
+    before = current_signal_stack()
     try:
         yield
     finally:
-        after = _StackT()
-        _LIBC.sigaltstack(None, ctypes.byref(after))
-        if (after.ss_sp, after.ss_size, after.ss_flags) != (
-            before.ss_sp, before.ss_size, before.ss_flags
-        ):
-            restore = _StackT(before.ss_sp, before.ss_flags & ~1, before.ss_size)  # ~SS_ONSTACK
+        if before is not None and current_signal_stack() != before:
+            address, size, flags = before
+            restore = _StackT(address, flags & ~SS_ONSTACK, size)
             _LIBC.sigaltstack(ctypes.byref(restore), None)
