@@ -146,6 +146,7 @@ def eval_settings(cfg) -> dict:
         "thresholds": list(DEFAULT_THRESHOLDS),
         "test_set": cfg.DATASET.TEST_SET,
         **({"zoom": float(cfg.TEST.ZOOM)} if cfg.TEST.ZOOM != 1 else {}),
+        **({"fuse": cfg.TEST.SCALE_FUSE} if cfg.TEST.SCALE_FUSE != "sum" else {}),
     }
 
 
@@ -333,7 +334,8 @@ def cross_validate(args, records: dict) -> None:
         "cfg": args.cfg,
         "folds_dir": str(args.folds),
         **summarise(records),
-        "test": {key: eval_settings(cfg)[key] for key in ("scales", "flip", "tolerance")},
+        "test": {key: eval_settings(cfg)[key] for key in ("scales", "flip", "tolerance")}
+        | {"fuse": cfg.TEST.SCALE_FUSE},
     }
     if len(zooms) > 1:
         summary["zoom"] = zoom_summary(by_zoom, carried)

@@ -22,6 +22,8 @@ from lib.config.defaults import defaults
 from lib.config.paths import ExperimentPaths
 from lib.utils.amp import AMP_NAMES
 
+FUSE_MODES = ("sum", "wire_max")  # TEST.SCALE_FUSE: lib.core.inference.ScaleFusion
+
 __all__ = ["ConfigError", "ExperimentPaths", "get_config", "config_name", "wire_classes", "CfgNode"]
 
 
@@ -209,6 +211,11 @@ def _check_values(cfg: CfgNode, source: str) -> None:
             )
     if not list(cfg.TEST.SCALE_LIST) or not all(v > 0 for v in cfg.TEST.SCALE_LIST):
         raise ConfigError(f"TEST.SCALE_LIST is {list(cfg.TEST.SCALE_LIST)} {where}; give scales > 0")
+    if cfg.TEST.SCALE_FUSE not in FUSE_MODES:
+        raise ConfigError(
+            f"TEST.SCALE_FUSE is {cfg.TEST.SCALE_FUSE!r} {where}; use "
+            + " or ".join(FUSE_MODES)
+        )
 
 
 def wire_classes(cfg: CfgNode) -> list[int]:

@@ -121,6 +121,7 @@ _C.TEST.MODEL_FILE = ""  # weights for tools/test.py (default: final_state.pth)
 _C.TEST.FLIP_TEST = False  # average with the horizontally flipped prediction
 _C.TEST.MULTI_SCALE = False  # kept for old yaml files; SCALE_LIST decides
 _C.TEST.SCALE_LIST = [1.0]  # inference scales relative to BASE_SIZE
+_C.TEST.SCALE_FUSE = "sum"  # (ours) how SCALE_LIST combines: sum (official: exp-logits summed) | wire_max (a wire class's probability is its largest over the scales: thin structures)
 _C.TEST.OUTPUT_INDEX = -1  # which model output is the prediction
 _C.TEST.AMP = ""  # (ours) autocast dtype for inference: "" | bf16 | fp16
 _C.TEST.FOLD_BN = False  # (ours) fold BatchNorm into convolutions for inference

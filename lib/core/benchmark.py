@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from lib.config import wire_classes
 from lib.core.backends import OnnxRuntimeModel, OpenVinoModel
 from lib.core.criterion import build_criterion
 from lib.core.export import export_onnx, export_openvino, quantize_int8, quantize_openvino
@@ -578,6 +579,7 @@ def photo_case(model: nn.Module, cfg, variant: Variant, image: torch.Tensor, sca
             fn, image, num_classes=cfg.DATASET.NUM_CLASSES, scales=scales, flip=flip,
             base_size=cfg.TEST.BASE_SIZE, crop_size=(crop_h, crop_w),
             align_corners=cfg.MODEL.ALIGN_CORNERS, output_index=cfg.TEST.OUTPUT_INDEX,
-            window_batch=window_batch, amp=amp, memory_format=variant.memory_format)
+            window_batch=window_batch, amp=amp, memory_format=variant.memory_format,
+            fuse=cfg.TEST.SCALE_FUSE, wire_classes=wire_classes(cfg))
 
     return Case(variant.name, infer, 1, device, ran_as=_ran_as(variant, dtype))

@@ -118,6 +118,7 @@ def evaluate(
         wire_classes=wire.wire_classes if wire is not None else (1,),
         save_prob=cfg.TEST.SAVE_PROB,
         sweep=sweep,
+        fuse=cfg.TEST.SCALE_FUSE,
     )
     if info.is_main and metrics is not None and sweep is None:
         metrics["model_file"] = str(model_file)
@@ -166,6 +167,7 @@ def testval(
     wire_classes: Sequence[int] = (1,),
     save_prob: bool = False,
     sweep: ThresholdSweep | None = None,
+    fuse: str = "sum",
 ) -> dict | None:
     """Official multi-scale (+flip) inference over `loader` (batch size 1).
 
@@ -177,6 +179,7 @@ def testval(
     Decisions: argmax (official) unless `wire_threshold` > 0, where P(wire classes) >= threshold
     makes a wire pixel (lib/core/thresholds.py). `save_prob` adds `probs/<name>.png`, P(wire) in
     8 bits. `sweep` (a ThresholdSweep) collects wire P/R for many thresholds at once.
+    `fuse`: how the scales combine (TEST.SCALE_FUSE, lib.core.inference.ScaleFusion).
     """
     net = unwrap(model).eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -201,6 +204,8 @@ def testval(
                 window_batch=window_batch,
                 amp=amp,
                 memory_format=memory_format,
+                fuse=fuse,
+                wire_classes=wire_classes,
             )
             if cm is not None:
                 label = labels[k : k + 1].to(device).long()
@@ -281,6 +286,7 @@ def carried_zoom_scores(cfg, model_file: str | Path, zooms: Sequence[float]) -> 
             base_size=cfg.TEST.BASE_SIZE, crop_size=(crop_h, crop_w),
             align_corners=cfg.MODEL.ALIGN_CORNERS, output_index=cfg.TEST.OUTPUT_INDEX,
             window_batch=cfg.TEST.WINDOW_BATCH, amp=cfg.TEST.AMP, memory_format=memory_format,
+            fuse=cfg.TEST.SCALE_FUSE, wire_classes=wire.wire_classes,
         )
         if pred.shape[-2:] != label.shape[-2:]:
             pred = F.interpolate(pred, label.shape[-2:], mode="bilinear",

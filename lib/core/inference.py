@@ -11,6 +11,11 @@ returns exp() of that. Each scale is upsampled to the original size and the scal
 Memory stays bounded for large photos: the network sees at most `window_batch` crops (or the
 whole image resized to base_size * scale) at a time, and only the running sum over scales is
 kept at the original resolution.
+
+`fuse` (TEST.SCALE_FUSE, ours) decides how the scales combine: "sum" is the official sum of
+exp-logits; "wire_max" is for thin structures, a wire seen at any scale is a wire: each wire
+class's probability is its largest over the scales, the other classes share the rest in
+proportion to their mean probability. With one scale both are the softmax.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.config import FUSE_MODES
 from lib.utils.amp import autocast, autocast_dtype
 from lib.utils.runtime import device_of
 
@@ -78,6 +84,52 @@ def batch_scores(
     return out.exp()
 
 
+class ScaleFusion:
+    """Combines per-scale (N, C, H, W) exp-logits of one image into its fused scores.
+
+    mode "sum": the official running sum. mode "wire_max": a running maximum of each wire
+    class's probability and a running sum of the other classes' probabilities; `result()`
+    returns probabilities (they sum to 1 over the classes), which argmax, `wire_probability`
+    and the thresholds read like exp-logits.
+    """
+
+    def __init__(self, mode: str = "sum", wire_classes: Sequence[int] = (1,)):
+        if mode not in FUSE_MODES:
+            raise ValueError(f"scale fusion {mode!r}; use one of {', '.join(FUSE_MODES)}")
+        self.mode, self.wire = mode, [int(c) for c in wire_classes]
+        self.total: torch.Tensor | None = None  # sum: exp-logits; wire_max: other classes' sum
+        self.wire_max: torch.Tensor | None = None
+        self.count = 0
+
+    def add(self, scores: torch.Tensor) -> None:
+        self.count += 1
+        if self.mode == "sum":
+            self.total = scores if self.total is None else self.total + scores
+            return
+        prob = scores / scores.sum(1, keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny)
+        wire = prob[:, self.wire]
+        self.wire_max = wire if self.wire_max is None else torch.maximum(self.wire_max, wire)
+        self.total = prob if self.total is None else self.total + prob
+
+    def result(self) -> torch.Tensor:
+        if self.total is None:
+            raise ValueError("no scale was added")
+        if self.mode == "sum":
+            return self.total
+        others = [c for c in range(self.total.shape[1]) if c not in self.wire]
+        out = torch.empty_like(self.total)
+        wire_sum = self.wire_max.sum(1, keepdim=True)
+        wire_share = wire_sum.clamp(max=1.0)
+        out[:, self.wire] = self.wire_max * (wire_share / wire_sum.clamp_min(1e-12))
+        if others:
+            rest = self.total[:, others]
+            rest_sum = rest.sum(1, keepdim=True)
+            even = torch.full_like(rest, 1.0 / len(others))
+            share = torch.where(rest_sum > 0, rest / rest_sum.clamp_min(1e-12), even)
+            out[:, others] = share * (1.0 - wire_share)
+        return out
+
+
 @torch.no_grad()
 def multi_scale_inference(
     model: nn.Module,
@@ -93,11 +145,14 @@ def multi_scale_inference(
     window_batch: int = 4,
     amp: str = "",
     memory_format: torch.memory_format = torch.contiguous_format,
+    fuse: str = "sum",
+    wire_classes: Sequence[int] = (1,),
 ) -> torch.Tensor:
     """Sum over `scales` of the official per-scale prediction, on the model's device.
 
     image: normalised (1, 3, H, W) float tensor (any device); crop_size: (h, w).
-    Returns (1, num_classes, H, W) float32 (exp-logits summed over scales, as officially).
+    Returns (1, num_classes, H, W) float32 (exp-logits summed over scales, as officially; with
+    `fuse="wire_max"` probabilities fused as the module docstring says).
     The model is expected to be in eval mode.
     """
     if image.dim() != 4 or image.shape[0] != 1:
@@ -108,7 +163,7 @@ def multi_scale_inference(
     _, _, ori_h, ori_w = image.shape
     crop_h, crop_w = int(crop_size[0]), int(crop_size[1])
     hwc = image[0].permute(1, 2, 0).float().cpu().numpy()
-    final = torch.zeros((1, num_classes, ori_h, ori_w), device=device)
+    fusion = ScaleFusion(fuse, wire_classes)
     kwargs = dict(flip=flip, align_corners=align_corners, output_index=output_index, amp=amp)
 
     for scale in scales:
@@ -132,5 +187,7 @@ def multi_scale_inference(
                     preds[:, :, h0:h1, w0:w1] += out[k : k + 1]
                     count[:, :, h0:h1, w0:w1] += 1
             preds /= count
-        final += F.interpolate(preds, (ori_h, ori_w), mode="bilinear", align_corners=align_corners)
-    return final
+        fusion.add(
+            F.interpolate(preds, (ori_h, ori_w), mode="bilinear", align_corners=align_corners)
+        )
+    return fusion.result()

@@ -143,6 +143,7 @@ def tiling_kwargs(cfg) -> dict:
         align_corners=cfg.MODEL.ALIGN_CORNERS,
         output_index=cfg.TEST.OUTPUT_INDEX,
         amp=cfg.TEST.AMP,
+        fuse=cfg.TEST.SCALE_FUSE,
     )
 
 

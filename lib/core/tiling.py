@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.core.inference import batch_scores
+from lib.core.inference import ScaleFusion, batch_scores
 from lib.core.thresholds import decide, probability_png, wire_probability
 from lib.datasets.base import MEAN, STD, normalise
 from lib.utils.runtime import device_of
@@ -79,11 +79,13 @@ def _overlaps(origins: list[int], tile: int) -> list[tuple[int, int]]:
 
 
 def _tile_scores(
-    model: nn.Module, x: torch.Tensor, scales: Sequence[float], kwargs: dict
+    model: nn.Module, x: torch.Tensor, scales: Sequence[float], kwargs: dict,
+    fusion: tuple[str, Sequence[int]] = ("sum", (1,)),
 ) -> torch.Tensor:
-    """(N, 3, h, w) tiles -> (N, C, h, w) exp-logits summed over scales (test.py semantics)."""
+    """(N, 3, h, w) tiles -> (N, C, h, w) exp-logits summed over scales (test.py semantics), or
+    fused by `fusion` = (TEST.SCALE_FUSE, wire classes) as `lib.core.inference.ScaleFusion`."""
     h, w = x.shape[-2:]
-    total = None
+    fused = ScaleFusion(*fusion)
     for scale in scales:
         size = (max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5)))
         xs = (
@@ -96,8 +98,8 @@ def _tile_scores(
             out = F.interpolate(
                 out, size=(h, w), mode="bilinear", align_corners=kwargs["align_corners"]
             )
-        total = out if total is None else total + out
-    return total
+        fused.add(out)
+    return fused.result()
 
 
 @torch.no_grad()
@@ -117,11 +119,14 @@ def iter_tiled_rows(
     amp: str = "",
     mean: Sequence[float] = MEAN,
     std: Sequence[float] = STD,
+    fuse: str = "sum",
+    wire_classes: Sequence[int] = (1,),
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (y0, scores) for consecutive finished row bands of an RGB uint8 (H, W, 3) photo.
 
     scores: (C, rows, W) float32 blended exp-logits on the model's device; the bands cover
     rows 0..H in order. tile_size is (h, w). The model is expected to be in eval mode.
+    `fuse` / `wire_classes`: how the scales combine (TEST.SCALE_FUSE; see ScaleFusion).
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"tiled inference expects an RGB (H, W, 3) image, got shape {image.shape}")
@@ -147,7 +152,7 @@ def iter_tiled_rows(
             tiles = torch.stack(
                 [normalise(image[y0 : y0 + th, xs[j] : xs[j] + tw], mean, std) for j in cols]
             )
-            scores = _tile_scores(model, tiles.to(device), scales, kwargs)
+            scores = _tile_scores(model, tiles.to(device), scales, kwargs, (fuse, wire_classes))
             r0 = y0 - band_y0
             for k, j in enumerate(cols):
                 weight = row_weight[:, None] * col_weights[j][None, :]
@@ -193,7 +198,7 @@ def tiled_predict(
     """
     labels = np.empty(image.shape[:2], np.uint8)
     prob = np.empty(image.shape[:2], np.uint8) if return_prob else None
-    for y0, scores in iter_tiled_rows(model, image, **kwargs):
+    for y0, scores in iter_tiled_rows(model, image, wire_classes=wire_classes, **kwargs):
         rows = slice(y0, y0 + scores.shape[1])
         if wire_threshold > 0:
             labels[rows] = decide(scores, wire_threshold, wire_classes).to(torch.uint8).cpu().numpy()

@@ -1,11 +1,14 @@
 """multi_scale_inference against the official Cityscapes-style inference (fixture)."""
 
+import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from lib import models
-from lib.config import get_config
-from lib.core.inference import multi_scale_inference, sliding_windows
+from lib.config import ConfigError, get_config
+from lib.core.inference import ScaleFusion, multi_scale_inference, sliding_windows
+from lib.core.tiling import tiled_inference, tiled_predict
 
 
 def test_sliding_windows_cover_and_stay_inside():
@@ -66,3 +69,73 @@ def test_multi_scale_inference_matches_official(parity, official_dir):
     assert ms.shape == parity["ms_pred"].shape == (1, 2, 90, 200)
     torch.testing.assert_close(ms, parity["ms_pred"], rtol=1e-3, atol=0)
     torch.testing.assert_close(ss, parity["ss_pred"], rtol=1e-3, atol=0)
+
+
+class SeesWireWhenSmall(nn.Module):
+    """Wire (class 1) with probability 0.9 where the input is at most `small` pixels wide, else
+    0.2: a wire the network finds only at one scale, as a wide wire is found shrunk."""
+
+    def __init__(self, small: int):
+        super().__init__()
+        self.small = small
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        p = 0.9 if w <= self.small else 0.2
+        out = torch.stack([x[:, 0] * 0 + (1 - p), x[:, 0] * 0 + p], 1).log()
+        return [out, out]
+
+
+def test_wire_max_keeps_a_wire_seen_at_one_scale_where_the_sum_loses_it():
+    image = torch.randn(1, 3, 40, 80)
+    kw = dict(num_classes=2, scales=[0.5, 1.0], flip=False, base_size=80, crop_size=[40, 80])
+    model = SeesWireWhenSmall(small=40)
+    summed = multi_scale_inference(model, image, **kw)
+    fused = multi_scale_inference(model, image, fuse="wire_max", **kw)
+    # official: exp-logits summed, P(wire) = (0.9 + 0.2) / 2 = 0.55 -- at a threshold of 0.6 lost
+    torch.testing.assert_close(summed[0, 1], torch.full((40, 80), 1.1))
+    # wire_max: P(wire) is the larger of 0.9 and 0.2; background takes the rest
+    torch.testing.assert_close(fused[0, 1], torch.full((40, 80), 0.9))
+    torch.testing.assert_close(fused[0, 0], torch.full((40, 80), 0.1))
+    # with one scale the fusion is the softmax, and so is the sum
+    one = dict(kw, scales=[1.0])
+    torch.testing.assert_close(
+        multi_scale_inference(model, image, fuse="wire_max", **one),
+        multi_scale_inference(model, image, **one),
+    )
+
+
+def test_wire_max_with_several_wire_classes_shares_the_rest_by_the_mean():
+    fusion = ScaleFusion("wire_max", wire_classes=[1, 2])
+    fusion.add(torch.tensor([0.5, 0.1, 0.1, 0.3]).view(1, 4, 1, 1) * 7)  # exp-logits, any scale
+    fusion.add(torch.tensor([0.2, 0.6, 0.1, 0.1]).view(1, 4, 1, 1))
+    out = fusion.result().flatten()
+    torch.testing.assert_close(out[1:3], torch.tensor([0.6, 0.1]))  # the wire classes' maxima
+    # the other classes share 1 - 0.7 in proportion to their mean (0.35 : 0.2)
+    torch.testing.assert_close(out[[0, 3]], torch.tensor([0.3 * 0.35 / 0.55, 0.3 * 0.2 / 0.55]))
+    torch.testing.assert_close(out.sum(), torch.tensor(1.0))
+    # the wire maxima summing past 1 are scaled down to 1, and nothing is left to the others
+    fusion = ScaleFusion("wire_max", wire_classes=[1, 2])
+    fusion.add(torch.tensor([0.0, 0.9, 0.1]).view(1, 3, 1, 1))
+    fusion.add(torch.tensor([0.0, 0.1, 0.9]).view(1, 3, 1, 1))
+    torch.testing.assert_close(fusion.result().flatten(), torch.tensor([0.0, 0.5, 0.5]))
+
+
+def test_an_unknown_fusion_is_refused():
+    with pytest.raises(ValueError, match="scale fusion 'mean'; use one of sum, wire_max"):
+        ScaleFusion("mean")
+    with pytest.raises(ConfigError, match="TEST.SCALE_FUSE is 'max'"):
+        get_config(None, ["TEST.SCALE_FUSE", "max"])
+
+
+def test_tiled_prediction_fuses_the_scales_the_same_way():
+    model = SeesWireWhenSmall(small=40)
+    photo = np.random.default_rng(0).integers(0, 256, (40, 80, 3), dtype=np.uint8)
+    kw = dict(num_classes=2, tile_size=(64, 128), scales=[0.5, 1.0], align_corners=False)
+    summed = tiled_inference(model, photo, **kw)
+    fused = tiled_inference(model, photo, fuse="wire_max", **kw)
+    torch.testing.assert_close(summed[0, 1], torch.full((40, 80), 1.1))
+    torch.testing.assert_close(fused[0, 1], torch.full((40, 80), 0.9))
+    # at a threshold of 0.6 the sum (P = 0.55) loses the wire, the fusion keeps it
+    assert not tiled_predict(model, photo, wire_threshold=0.6, **kw).any()
+    assert tiled_predict(model, photo, wire_threshold=0.6, fuse="wire_max", **kw).all()

@@ -119,6 +119,13 @@ def test_cross_validate_trains_scores_and_reuses_finished_folds(tiny_data, tmp_p
     assert cross_validate.main([*argv, "--only", "2", "TEST.FLIP_TEST", "True"]) == 0
     assert scored == [True]  # other test settings: scored again, not trained again
     assert "at a threshold" not in capsys.readouterr().out  # one fold: no held-out threshold
+    scales = ["TEST.SCALE_LIST", "[0.5,1.0]"]
+    assert cross_validate.main([*argv, "--only", "2", *scales]) == 0
+    assert cross_validate.main([*argv, "--only", "2", *scales, "TEST.SCALE_FUSE", "wire_max"]) == 0
+    assert scored == [True, False, False]  # the scales' fusion is a test setting of its own
+    summary = json.loads((tmp_path / "output" / "daodixian_seg"
+                          / f"{DEMO_CFG.stem}_cv.json").read_text())
+    assert summary["test"]["fuse"] == "wire_max" and summary["test"]["scales"] == [0.5, 1.0]
     assert cross_validate.main([*argv, "--only", "2"]) == 0
     assert cross_validate.main([*argv, "--only", "7"]) == 2  # nothing done
     assert "no fold 7" in capsys.readouterr().err
