@@ -2,6 +2,7 @@
 
 Each key carries a one-line comment. Keys marked "(ours)" do not exist in the official code;
 they default to the official behaviour, so an official yaml file means the same thing here.
+Keys marked "kept for official yaml files; not read" are accepted and ignored.
 """
 
 from yacs.config import CfgNode as CN
@@ -10,12 +11,12 @@ _C = CN()
 
 _C.OUTPUT_DIR = "output"  # checkpoints go to OUTPUT_DIR/<dataset>/<cfg name>/
 _C.LOG_DIR = "log"  # tensorboard and text logs go to LOG_DIR/<dataset>/<cfg name>_<time>/
-_C.GPUS = (0,)  # kept for old yaml files; the process count comes from torchrun
+_C.GPUS = (0,)  # kept for official yaml files; not read (the process count comes from torchrun)
 _C.WORKERS = 4  # data-loader worker processes per rank
 _C.PRINT_FREQ = 20  # iterations between log lines
 _C.AUTO_RESUME = False  # resume from OUTPUT_DIR/.../checkpoint.pth.tar when it exists
 _C.PIN_MEMORY = True  # pinned host memory for the loaders (used only with CUDA)
-_C.RANK = 0  # kept for old yaml files; the rank comes from the environment
+_C.RANK = 0  # kept for official yaml files; not read (the rank comes from the environment)
 _C.SEED = 304  # (ours) seed for python, numpy and torch on every rank (rank added)
 _C.DETERMINISTIC = False  # (ours) deterministic algorithms (exact resume on CPU)
 
@@ -43,7 +44,7 @@ _C.LOSS = CN()
 _C.LOSS.USE_OHEM = False  # online hard example mining on the main output
 _C.LOSS.OHEMTHRES = 0.9  # OHEM probability threshold
 _C.LOSS.OHEMKEEP = 100000  # OHEM minimum number of kept pixels
-_C.LOSS.CLASS_BALANCE = False  # use the dataset's class weights in the loss
+_C.LOSS.CLASS_BALANCE = False  # kept for official yaml files; not read (the loss takes DATASET.CLASS_WEIGHTS, else the dataset's own)
 _C.LOSS.BALANCE_WEIGHTS = [1.0]  # weight of each output, in the model's output order
 _C.LOSS.OHEM_AUX_MEAN = "official"  # (ours) aux term under OHEM: official | weighted
 _C.LOSS.SKELETON_RECALL = 0.0  # (ours) weight of a wire skeleton-recall term on the main output (0: off)
@@ -80,8 +81,8 @@ _C.TRAIN.MULTI_SCALE = True  # random scale 0.5 + randint(0, SCALE_FACTOR) / 10
 _C.TRAIN.SCALE_FACTOR = 16  # see MULTI_SCALE
 _C.TRAIN.RANDOM_BRIGHTNESS = False  # random brightness shift
 _C.TRAIN.RANDOM_BRIGHTNESS_SHIFT_VALUE = 10  # largest brightness shift, in 0..255 units
-_C.TRAIN.LR_FACTOR = 0.1  # kept for old yaml files (step schedules are not used)
-_C.TRAIN.LR_STEP = [90, 110]  # kept for old yaml files (step schedules are not used)
+_C.TRAIN.LR_FACTOR = 0.1  # kept for official yaml files; not read (no step schedule)
+_C.TRAIN.LR_STEP = [90, 110]  # kept for official yaml files; not read (no step schedule)
 _C.TRAIN.LR = 0.01  # base learning rate of the poly schedule
 _C.TRAIN.EXTRA_LR = 0.001  # base learning rate of the EXTRA_EPOCH phase
 _C.TRAIN.OPTIMIZER = "sgd"  # sgd (the official choice) | adamw
@@ -119,7 +120,7 @@ _C.TEST.BATCH_SIZE_PER_GPU = 32  # batch size per process
 _C.TEST.NUM_SAMPLES = 0  # use only the first N test samples (0: all)
 _C.TEST.MODEL_FILE = ""  # weights for tools/test.py (default: final_state.pth)
 _C.TEST.FLIP_TEST = False  # average with the horizontally flipped prediction
-_C.TEST.MULTI_SCALE = False  # kept for old yaml files; SCALE_LIST decides
+_C.TEST.MULTI_SCALE = False  # kept for official yaml files; not read (SCALE_LIST decides)
 _C.TEST.SCALE_LIST = [1.0]  # inference scales relative to BASE_SIZE
 _C.TEST.SCALE_FUSE = "sum"  # (ours) how SCALE_LIST combines: sum (official: exp-logits summed) | wire_max (a wire class's probability is its largest over the scales: thin structures)
 _C.TEST.OUTPUT_INDEX = -1  # which model output is the prediction
@@ -138,11 +139,11 @@ _C.TEST.VAL_WINDOW = [0, 0]  # (ours) validation during training in windows of [
 _C.TEST.SAVE_PROB = False  # (ours) test.py / predict.py also write 8-bit wire probability PNGs (probs/)
 
 _C.DEBUG = CN()
-_C.DEBUG.DEBUG = False  # kept from the official schema
-_C.DEBUG.SAVE_BATCH_IMAGES_GT = False  # kept from the official schema
-_C.DEBUG.SAVE_BATCH_IMAGES_PRED = False  # kept from the official schema
-_C.DEBUG.SAVE_HEATMAPS_GT = False  # kept from the official schema
-_C.DEBUG.SAVE_HEATMAPS_PRED = False  # kept from the official schema
+_C.DEBUG.DEBUG = False  # kept for official yaml files; not read
+_C.DEBUG.SAVE_BATCH_IMAGES_GT = False  # kept for official yaml files; not read
+_C.DEBUG.SAVE_BATCH_IMAGES_PRED = False  # kept for official yaml files; not read
+_C.DEBUG.SAVE_HEATMAPS_GT = False  # kept for official yaml files; not read
+_C.DEBUG.SAVE_HEATMAPS_PRED = False  # kept for official yaml files; not read
 
 
 def defaults() -> CN:
