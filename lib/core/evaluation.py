@@ -34,9 +34,9 @@ from lib.core.thresholds import (
     wire_probability,
 )
 from lib.core.wire_metrics import WireMetrics, wire_metrics_from_cfg
-from lib.datasets import build_dataset
+from lib.datasets import DATASETS, build_dataset
 from lib.datasets.base import zoom_view
-from lib.datasets.palette import POWERLINE_ID_VALUES, palette_for, save_id_png, save_palette_png
+from lib.datasets.palette import palette_for, save_id_png, save_palette_png
 from lib.models.summary import model_summary
 from lib.utils.atomic import write_text_atomic
 from lib.utils.distributed import (
@@ -112,7 +112,7 @@ def evaluate(
         channels_last=cfg.MODEL.CHANNELS_LAST,
         save_dir=save_dir,
         palette=palette_for(cfg.DATASET.DATASET, cfg.DATASET.NUM_CLASSES),
-        id_values=POWERLINE_ID_VALUES if cfg.DATASET.DATASET == "daodixian_seg" else None,
+        id_values=DATASETS[cfg.DATASET.DATASET].id_values,
         wire_metrics=wire,
         wire_threshold=threshold,
         wire_classes=wire.wire_classes if wire is not None else (1,),

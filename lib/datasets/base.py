@@ -134,6 +134,7 @@ class ListDataset(torch.utils.data.Dataset):
     """
 
     label_map: dict[int, int] | None = None  # raw label value -> class id; None: identity
+    id_values: tuple[int, ...] | None = None  # value written for each class in id PNGs; None: the id
     default_class_weights: tuple[float, ...] | None = None
     expected_num_classes: int | None = None
 

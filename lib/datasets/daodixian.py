@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lib.datasets.base import ListDataset
+from lib.datasets.palette import POWERLINE_ID_VALUES
 
 __all__ = ["PowerLineDataset", "SEED_CLASS_WEIGHTS"]
 
@@ -17,3 +18,4 @@ class PowerLineDataset(ListDataset):
     expected_num_classes = 2
     default_class_weights = SEED_CLASS_WEIGHTS
     label_map = {0: 0, 1: 1, 255: 1}
+    id_values = POWERLINE_ID_VALUES  # id PNGs as the seed saved its masks: wire = 255

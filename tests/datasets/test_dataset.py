@@ -315,6 +315,11 @@ def _wire_photo(w=120, h=80):
     return image, label
 
 
+def test_power_line_id_pngs_write_wires_as_255_other_datasets_the_ids():
+    assert DATASETS["daodixian_seg"].id_values == (0, 255)
+    assert DATASETS["list"].id_values is None and DATASETS["cityscapes"].id_values is None
+
+
 def test_zoom_view_upscales_the_centre_and_widens_the_label_before_dilation(tmp_path):
     line = _write(tmp_path, "a", *_wire_photo(), folder="daodixian_seg")
     extra = {"DATASET.LABEL_DILATE": 1}
