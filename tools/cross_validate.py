@@ -9,15 +9,15 @@ For each fold k (fold<k>_train.lst / fold<k>_val.lst in --folds) this trains too
 way with DATASET.TRAIN_SET / TEST_SET set to the fold's lists, into
 OUTPUT_DIR/<dataset>/<cfg name>_fold<k>/, then scores the fold's final weights on its held-out
 photos the way tools/test.py would (TEST.SCALE_LIST, TEST.FLIP_TEST): tolerant wire precision
-/ recall / F1 (TEST.WIRE_TOLERANCE), clDice and mIoU at argmax, and wire P / R / F1 at a
+/ recall / F1 (WIRE.TOLERANCE_*), clDice and mIoU at argmax, and wire P / R / F1 at a
 probability threshold picked on the *other* folds' held-out photos (the honest use of a
 threshold). It prints one row per fold, the mean and the worst, and the threshold picked on
-all folds together: the TEST.WIRE_THRESHOLD to give a model trained on every photo with the
+all folds together: the WIRE.THRESHOLD to give a model trained on every photo with the
 same recipe. Everything goes to OUTPUT_DIR/<dataset>/<cfg name>_cv.json.
 
 --zoom 0.5,1,2,3,4 also scores every held-out photo as if the camera were closer or further
 (TEST.ZOOM: zoom z > 1 is the photo's centre 1/z upscaled z times, bilinear for the photo and
-nearest for the label before DATASET.LABEL_DILATE; z < 1 the photo downscaled): wires z times
+nearest for the label before WIRE.LABEL_DILATE; z < 1 the photo downscaled): wires z times
 wider or narrower than the photos hold. It prints the mean and worst-fold wire F1 per zoom, how
 far each zoom falls below zoom 1, and the reference to read a zoom against: the fold models'
 zoom-1 predictions carried to that zoom and scored there (with a tolerance fixed in pixels the
@@ -43,7 +43,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from lib.config import ExperimentPaths, config_name, get_config
+from lib.config import ExperimentPaths, config_name, get_config, wire_tolerance
 from lib.core.budget import finished_epochs
 from lib.core.evaluation import carried_zoom_scores, evaluate
 from lib.core.thresholds import DEFAULT_THRESHOLDS, ThresholdSweep, held_out_thresholds
@@ -129,7 +129,7 @@ def run_fold(args, k: int):
         for stale in out.glob("cv_eval*.json"):  # new weights: score them again
             stale.unlink(missing_ok=True)
     cfg.TEST.MODEL_FILE = str(done)
-    cfg.TEST.WIRE_THRESHOLD = -1.0  # argmax; the threshold columns come from the sweep
+    cfg.WIRE.THRESHOLD = "argmax"  # the threshold columns come from the sweep
     cfg.freeze()
     return cfg, out
 
@@ -141,8 +141,8 @@ def eval_settings(cfg) -> dict:
         "flip": bool(cfg.TEST.FLIP_TEST),
         "base_size": int(cfg.TEST.BASE_SIZE),
         "image_size": [int(v) for v in cfg.TEST.IMAGE_SIZE],
-        "tolerance": float(cfg.TEST.WIRE_TOLERANCE),
-        "label_dilate": int(cfg.DATASET.LABEL_DILATE),
+        "tolerance": wire_tolerance(cfg),  # the number TEST.WIRE_TOLERANCE held: kept scores stay
+        "label_dilate": int(cfg.WIRE.LABEL_DILATE),
         "thresholds": list(DEFAULT_THRESHOLDS),
         "test_set": cfg.DATASET.TEST_SET,
         **({"zoom": float(cfg.TEST.ZOOM)} if cfg.TEST.ZOOM != 1 else {}),
@@ -171,7 +171,7 @@ def score_fold(cfg, out: Path, k: int) -> dict:
         return kept
     wire = wire_metrics_from_cfg(cfg)
     if wire is None:
-        raise ValueError(f"{cfg.DATASET.DATASET} has no wire class: set TEST.WIRE_CLASSES")
+        raise ValueError(f"{cfg.DATASET.DATASET} has no wire class: set WIRE.CLASSES")
     sweep = ThresholdSweep(DEFAULT_THRESHOLDS, wire.wire_classes, wire.tolerance,
                            wire.ignore_label)
     metrics = evaluate(cfg, out.name, save=False, sweep=sweep)
@@ -208,9 +208,9 @@ def summarise(records: dict[int, dict]) -> dict:
 
 
 def recommend(summary: dict) -> float:
-    """The TEST.WIRE_THRESHOLD for a model of all the photos: the one picked on all folds when
+    """The WIRE.THRESHOLD for a model of all the photos: the one picked on all folds when
     thresholds picked on other folds beat argmax held out (mean and worst fold), else -1
-    (argmax). A threshold near the top of the fold models' probabilities can leave another
+    (argmax; the number the summary json has always held). A threshold near the top of the fold models' probabilities can leave another
     model with no wire pixel at all; the held-out scores are what says so."""
     pooled = summary["threshold_for_all_photos"]
     if pooled is None:
@@ -352,10 +352,10 @@ def cross_validate(args, records: dict) -> None:
               f"threshold picked on the other folds.\nA model trained on all these photos with "
               f"this recipe: ", end="")
         if summary["recommended_threshold"] > 0:
-            print(f"TEST.WIRE_THRESHOLD {pooled['threshold']:.2f} (picked on all folds' "
+            print(f"WIRE.THRESHOLD {pooled['threshold']:.2f} (picked on all folds' "
                   f"held-out photos, F1 {pooled['f1']:.4f} there)", end="")
         else:
-            print("TEST.WIRE_THRESHOLD -1 (argmax: a threshold picked on the other folds scored "
+            print("WIRE.THRESHOLD argmax (a threshold picked on the other folds scored "
                   "below argmax on held-out photos, so it does not carry to a new model; "
                   f"the best on all folds was {pooled['threshold']:.2f})", end="")
     if "zoom" in summary:

@@ -5,10 +5,10 @@
     torchrun --nproc_per_node=4 tools/pick_threshold.py --cfg X.yaml TEST.MODEL_FILE ...
 
 Runs tools/test.py's inference (TEST.SCALE_LIST, TEST.FLIP_TEST) on DATASET.TEST_SET, counts
-tolerant wire precision / recall (TEST.WIRE_TOLERANCE) for thresholds 0.02, 0.04, ..., 0.98
+tolerant wire precision / recall (WIRE.TOLERANCE_*) for thresholds 0.02, 0.04, ..., 0.98
 summed over all photos (one dataset-level threshold, as ODS is defined for edges), and writes
 the best one to `<TEST.MODEL_FILE>.wire_threshold.json`. tools/test.py and tools/predict.py
-use that file when TEST.WIRE_THRESHOLD is 0 (the default); -1 forces argmax. Pick on a
+use that file when WIRE.THRESHOLD is auto (the default); argmax ignores it. Pick on a
 validation list, never on the photos you report results on.
 Exit status: 0 written, 2 nothing written (bad input, one line on stderr).
 """
@@ -48,11 +48,11 @@ def pick(cfg, name: str, thresholds, local_rank: int = -1) -> dict | None:
     wire = wire_metrics_from_cfg(cfg)
     if wire is None:
         raise ValueError(
-            f"{cfg.DATASET.DATASET} has no wire class: set TEST.WIRE_CLASSES to pick a threshold"
+            f"{cfg.DATASET.DATASET} has no wire class: set WIRE.CLASSES to pick a threshold"
         )
     sweep = ThresholdSweep(thresholds, wire.wire_classes, wire.tolerance, wire.ignore_label)
     cfg.defrost()
-    cfg.TEST.WIRE_THRESHOLD = -1.0  # the argmax numbers, reported beside the picked ones
+    cfg.WIRE.THRESHOLD = "argmax"  # the argmax numbers, reported beside the picked ones
     cfg.freeze()
     metrics = evaluate(cfg, name, local_rank, save=False, sweep=sweep)
     if not is_main_process():

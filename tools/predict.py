@@ -18,7 +18,7 @@ machines one --output folder on a shared disk.
 
 --input takes photos, folders (recursive) and list files (.txt/.lst). Photos with a summary in
 --output are skipped (resume) unless --overwrite. With --labels, photos with a label PNG of the
-same relative name are scored (wire precision / recall / F1 at TEST.WIRE_TOLERANCE, clDice).
+same relative name are scored (wire precision / recall / F1 at WIRE.TOLERANCE_*, clDice).
 Tiling: TEST.TILE_SIZE, TILE_OVERLAP, TILE_BATCH, TILE_SCALE; TEST.SCALE_LIST and FLIP_TEST as
 in test.py. Exit status: 0 all photos done, 1 some skipped (each named), 2 nothing done (bad
 input, one line on stderr), 130 interrupted (a rerun continues where it stopped).

@@ -4,14 +4,18 @@
                      ["TRAIN.LR", "0.02"])
 
 An unknown key, a wrong type or an unreadable file raises `ConfigError` with a one-line
-message naming the key and the file.
+message naming the key and the file. The old names of the WIRE keys (`RENAMED_KEYS`) are still
+read, converted and logged once per process.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
-from collections.abc import Sequence
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +27,25 @@ from lib.config.paths import ExperimentPaths
 from lib.utils.amp import AMP_NAMES
 
 FUSE_MODES = ("sum", "wire_max")  # TEST.SCALE_FUSE: lib.core.inference.ScaleFusion
+# The wire classes of a dataset whose WIRE.CLASSES is empty: the power-line dataset's wire is
+# class 1 (lib.datasets.daodixian); Cityscapes and the generic list dataset have none.
+DATASET_WIRE_CLASSES = {"daodixian_seg": (1,)}
+WIRE_THRESHOLD_WORDS = ("auto", "argmax")  # WIRE.THRESHOLD, besides a number in (0, 1)
+# String keys that also take a number, kept as its text (WIRE.THRESHOLD 0.35).
+_NUMBER_AS_TEXT = {"WIRE.THRESHOLD"}
 
-__all__ = ["ConfigError", "ExperimentPaths", "get_config", "config_name", "wire_classes", "CfgNode"]
+__all__ = [
+    "ConfigError",
+    "ExperimentPaths",
+    "get_config",
+    "config_name",
+    "wire_classes",
+    "wire_threshold",
+    "wire_tolerance",
+    "CfgNode",
+]
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -58,6 +79,9 @@ def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
             return value
         if value is None:
             return ""
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and key in _NUMBER_AS_TEXT:
+            return repr(float(value))
     elif isinstance(default, (list, tuple)):
         if isinstance(value, (list, tuple)):
             return type(default)(value)
@@ -71,16 +95,89 @@ def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
     )
 
 
+def _old_tolerance(value: float) -> dict[str, float]:
+    # the old key changed unit at 1: pixels from 1, a fraction of the image diagonal below
+    if value >= 1:
+        return {"WIRE.TOLERANCE_PX": value, "WIRE.TOLERANCE_FRACTION": 0.0}
+    return {"WIRE.TOLERANCE_PX": 0.0, "WIRE.TOLERANCE_FRACTION": value}
+
+
+def _old_threshold(value: float) -> dict[str, str]:
+    # the old key: 0 the picked file or argmax, below 0 argmax, else the threshold itself
+    text = "auto" if value == 0 else "argmax" if value < 0 else repr(value)
+    return {"WIRE.THRESHOLD": text}
+
+
+# Old names still read from yaml files and the command line: old key -> (its old default, which
+# gives its type, and its value -> the new keys' values).
+RENAMED_KEYS: dict[str, tuple[Any, Callable[[Any], dict[str, Any]]]] = {
+    "TEST.WIRE_CLASSES": ([], lambda v: {"WIRE.CLASSES": list(v)}),
+    "TEST.WIRE_TOLERANCE": (0.0075, _old_tolerance),
+    "TEST.WIRE_THRESHOLD": (0.0, _old_threshold),
+    "DATASET.LABEL_DILATE": (0, lambda v: {"WIRE.LABEL_DILATE": v}),
+}
+_DEPRECATION_LOGGED: set[str] = set()  # old keys whose notice this process has logged
+
+
+def _given_old_key(key: str, value: Any, source: str, given: dict) -> None:
+    """Record what an old key's value means in the new keys (applied by _settle_given)."""
+    default, convert = RENAMED_KEYS[key]
+    for new_key, new_value in convert(_coerce(key, value, default, source)).items():
+        given.setdefault(new_key, {})[key] = new_value
+
+
+def _settle_given(cfg: CfgNode, given: dict, source: str) -> None:
+    """After one source: old keys onto their new keys (an old and a new key that disagree is an
+    error); a non-zero WIRE tolerance given in one unit sets the other unit's to 0."""
+    read_as: dict[str, list[str]] = {}  # old key -> "NEW.KEY value", for its notice
+    for new_key, by_name in given.items():
+        old = {name: value for name, value in by_name.items() if name != new_key}
+        for old_key, value in old.items():
+            if new_key in by_name and value != by_name[new_key]:
+                raise ConfigError(
+                    f"{source}: {old_key} (old name, read as {new_key} {value!r}) and "
+                    f"{new_key} {by_name[new_key]!r} disagree; give {new_key} only"
+                )
+            section, leaf = new_key.split(".")
+            cfg[section][leaf] = value
+            read_as.setdefault(old_key, []).append(f"{new_key} {value}")
+    for old_key, news in read_as.items():
+        _log_deprecated(old_key, f"{source}: config key {old_key} is deprecated, read as "
+                                 f"{', '.join(news)} (docs/configs.md, the WIRE section)")
+    px, fraction = "WIRE.TOLERANCE_PX" in given, "WIRE.TOLERANCE_FRACTION" in given
+    if px and fraction and cfg.WIRE.TOLERANCE_PX and cfg.WIRE.TOLERANCE_FRACTION:
+        raise ConfigError(
+            f"{source}: WIRE.TOLERANCE_PX {cfg.WIRE.TOLERANCE_PX} and WIRE.TOLERANCE_FRACTION "
+            f"{cfg.WIRE.TOLERANCE_FRACTION} are both set; give one of them (the other 0)"
+        )
+    if px and not fraction and cfg.WIRE.TOLERANCE_PX:
+        cfg.WIRE.TOLERANCE_FRACTION = 0.0
+    if fraction and not px and cfg.WIRE.TOLERANCE_FRACTION:
+        cfg.WIRE.TOLERANCE_PX = 0.0
+
+
+def _log_deprecated(old_key: str, line: str) -> None:
+    """`line` once per old key and process (on rank 0 only, like every log line of a run)."""
+    if old_key in _DEPRECATION_LOGGED or os.environ.get("RANK", "0") != "0":
+        return
+    _DEPRECATION_LOGGED.add(old_key)
+    logger.warning("%s", line)
+
+
 def _unknown_key(key: str, node: CfgNode, prefix: str, source: str) -> ConfigError:
     close = difflib.get_close_matches(key, list(node.keys()), n=1)
     hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
     return ConfigError(f"{source}: unknown config key {prefix}{key}{hint}")
 
 
-def _merge_dict(node: CfgNode, data: dict, prefix: str, source: str) -> None:
-    """Merge a plain dict into `node`, checking every key and type on the way."""
+def _merge_dict(node: CfgNode, data: dict, prefix: str, source: str, given: dict) -> None:
+    """Merge a plain dict into `node`, checking every key and type on the way; `given` records
+    the keys set (old names under their new keys)."""
     for key, value in data.items():
         full = f"{prefix}{key}"
+        if full in RENAMED_KEYS:
+            _given_old_key(full, value, source, given)
+            continue
         if key not in node:
             if not node.is_new_allowed():
                 raise _unknown_key(key, node, prefix, source)
@@ -90,17 +187,21 @@ def _merge_dict(node: CfgNode, data: dict, prefix: str, source: str) -> None:
         if isinstance(current, CfgNode):
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: config key {full} must be a mapping, got {value!r}")
-            _merge_dict(current, value, full + ".", source)
+            _merge_dict(current, value, full + ".", source, given)
         elif node.is_new_allowed():
             node[key] = value
         else:
             node[key] = _coerce(full, value, current, source)
+            given.setdefault(full, {})[full] = node[key]
 
 
-def _merge_opts(cfg: CfgNode, opts: Sequence[str]) -> None:
+def _merge_opts(cfg: CfgNode, opts: Sequence[str], given: dict) -> None:
     if len(opts) % 2:
         raise ConfigError(f"command line: overrides come in KEY VALUE pairs, got {list(opts)!r}")
     for key, value in zip(opts[0::2], opts[1::2]):
+        if key in RENAMED_KEYS:
+            _given_old_key(key, value, "command line", given)
+            continue
         *parents, leaf = key.split(".")
         node, prefix = cfg, ""
         for part in parents:
@@ -115,6 +216,7 @@ def _merge_opts(cfg: CfgNode, opts: Sequence[str]) -> None:
             raise ConfigError(f"command line: config key {key} is a section, not a value")
         else:
             node[leaf] = _coerce(key, value, node[leaf], "command line")
+            given.setdefault(key, {})[key] = node[leaf]
 
 
 def get_config(cfg_file: str | Path | None = None, opts: Sequence[str] | None = None) -> CfgNode:
@@ -134,8 +236,12 @@ def get_config(cfg_file: str | Path | None = None, opts: Sequence[str] | None = 
             raise ConfigError(f"{path}:{where} is not valid YAML ({err})".replace("\n", " ")) from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping of config keys")
-        _merge_dict(cfg, data, "", str(path))
-    _merge_opts(cfg, list(opts or []))
+        given: dict[str, dict[str, Any]] = {}  # key -> {name it was given under: value}
+        _merge_dict(cfg, data, "", str(path), given)
+        _settle_given(cfg, given, str(path))
+    given = {}  # the command line is settled on its own: it overrides the file, old names too
+    _merge_opts(cfg, list(opts or []), given)
+    _settle_given(cfg, given, "command line")
     _check_values(cfg, str(cfg_file) if cfg_file else "defaults")
     cfg.freeze()
     return cfg
@@ -179,11 +285,6 @@ def _check_values(cfg: CfgNode, source: str) -> None:
             f"TRAIN.TIME_BUDGET plans the main phase only, but TRAIN.EXTRA_EPOCH is "
             f"{cfg.TRAIN.EXTRA_EPOCH} {where}; set one of them to 0"
         )
-    if not cfg.TEST.WIRE_THRESHOLD < 1:
-        raise ConfigError(
-            f"TEST.WIRE_THRESHOLD is {cfg.TEST.WIRE_THRESHOLD} {where}; use a value in (0, 1), "
-            "0 (picked file or argmax) or -1 (argmax)"
-        )
     if not 0 <= cfg.DATASET.MIX_RATIO < float("inf"):
         raise ConfigError(f"DATASET.MIX_RATIO is {cfg.DATASET.MIX_RATIO} {where}; 0 (off) or more")
     if cfg.DATASET.MIX_RATIO > 0 and not cfg.DATASET.MIX_SET:
@@ -216,11 +317,90 @@ def _check_values(cfg: CfgNode, source: str) -> None:
             f"TEST.SCALE_FUSE is {cfg.TEST.SCALE_FUSE!r} {where}; use "
             + " or ".join(FUSE_MODES)
         )
+    _check_wire(cfg, where)
+
+
+def _check_wire(cfg: CfgNode, where: str) -> None:
+    """The WIRE keys, and the keys that need a wire class (_check_values' part for wires)."""
+    given = list(cfg.WIRE.CLASSES)
+    n = cfg.DATASET.NUM_CLASSES
+    if len(set(given)) < len(given) or not all(
+        isinstance(c, int) and not isinstance(c, bool) and 0 <= c < n for c in given
+    ):
+        raise ConfigError(
+            f"WIRE.CLASSES is {given} {where}; give distinct class ids in [0, {n}) "
+            "(DATASET.NUM_CLASSES), or [] for the dataset's own"
+        )
+    px, fraction = cfg.WIRE.TOLERANCE_PX, cfg.WIRE.TOLERANCE_FRACTION
+    if not (px == 0 or 1 <= px < math.inf):
+        raise ConfigError(f"WIRE.TOLERANCE_PX is {px} {where}; give pixels, 1 or more (0: off)")
+    if not 0 <= fraction < 1:
+        raise ConfigError(
+            f"WIRE.TOLERANCE_FRACTION is {fraction} {where}; give a fraction of the image "
+            "diagonal in [0, 1) (0: off)"
+        )
+    if px and fraction:
+        raise ConfigError(
+            f"WIRE.TOLERANCE_PX {px} and WIRE.TOLERANCE_FRACTION {fraction} are both set {where}; "
+            "give one of them (the other 0)"
+        )
+    if cfg.WIRE.LABEL_DILATE < 0:
+        raise ConfigError(
+            f"WIRE.LABEL_DILATE is {cfg.WIRE.LABEL_DILATE} {where}; 0 (off) or more pixels"
+        )
+    try:
+        threshold = wire_threshold(cfg)
+    except ConfigError as err:
+        raise ConfigError(f"{err} {where}") from None
+    if wire_classes(cfg):
+        return
+    uses = {
+        "LOSS.DICE": cfg.LOSS.DICE > 0,
+        "LOSS.SKELETON_RECALL": cfg.LOSS.SKELETON_RECALL > 0,
+        "WIRE.LABEL_DILATE": cfg.WIRE.LABEL_DILATE > 0,
+        "WIRE.THRESHOLD": isinstance(threshold, float),
+        "TRAIN.LABEL_FILL": cfg.TRAIN.LABEL_FILL > 0,
+        "TRAIN.AUG_PASTE_WIRES": cfg.TRAIN.AUG_PASTE_WIRES > 0,
+        "TEST.SCALE_FUSE wire_max": cfg.TEST.SCALE_FUSE == "wire_max",
+        "TEST.SAVE_PROB": cfg.TEST.SAVE_PROB,
+    }
+    used = [key for key, on in uses.items() if on]
+    if used:
+        raise ConfigError(
+            f"{used[0]} needs a wire class, but DATASET.DATASET {cfg.DATASET.DATASET} has none "
+            f"{where}; set WIRE.CLASSES"
+        )
 
 
 def wire_classes(cfg: CfgNode) -> list[int]:
-    """The class ids that are wires: TEST.WIRE_CLASSES, or [1] (the power-line wire) when empty."""
-    return [int(c) for c in cfg.TEST.WIRE_CLASSES] or [1]
+    """The class ids that are wires: WIRE.CLASSES, or when empty the dataset's own
+    (DATASET_WIRE_CLASSES: [1] for daodixian_seg; none, [], for cityscapes and list)."""
+    own = DATASET_WIRE_CLASSES.get(cfg.DATASET.DATASET, ())
+    return [int(c) for c in cfg.WIRE.CLASSES] or list(own)
+
+
+def wire_tolerance(cfg: CfgNode) -> float:
+    """The wire metrics' tolerance as lib.core.wire_metrics takes it: WIRE.TOLERANCE_PX
+    (pixels, 1 or more) when set, else WIRE.TOLERANCE_FRACTION (of the diagonal, below 1)."""
+    return float(cfg.WIRE.TOLERANCE_PX or cfg.WIRE.TOLERANCE_FRACTION)
+
+
+def wire_threshold(cfg: CfgNode) -> str | float:
+    """WIRE.THRESHOLD as "auto" (the picked file, else argmax), "argmax" or a float in (0, 1);
+    anything else is a ConfigError."""
+    text = str(cfg.WIRE.THRESHOLD).strip()
+    if text in WIRE_THRESHOLD_WORDS:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise ConfigError(
+            f"WIRE.THRESHOLD is {cfg.WIRE.THRESHOLD!r}; use auto (the picked file, else argmax), "
+            "argmax or a number in (0, 1)"
+        )
+    return value
 
 
 def config_name(cfg_file: str | Path) -> str:

@@ -2,7 +2,9 @@
 
 Each key carries a one-line comment. Keys marked "(ours)" do not exist in the official code;
 they default to the official behaviour, so an official yaml file means the same thing here.
-Keys marked "kept for official yaml files; not read" are accepted and ignored.
+Keys marked "kept for official yaml files; not read" are accepted and ignored. The old names
+of the WIRE keys (TEST.WIRE_CLASSES, TEST.WIRE_TOLERANCE, TEST.WIRE_THRESHOLD,
+DATASET.LABEL_DILATE) are not keys here: lib.config reads them into WIRE (RENAMED_KEYS).
 """
 
 from yacs.config import CfgNode as CN
@@ -64,7 +66,6 @@ _C.DATASET.TEST_SET = "list/cityscapes/val.lst"  # validation / test list, relat
 _C.DATASET.SKIP_BAD_SAMPLES = False  # (ours) skip and count unreadable samples, else fail
 _C.DATASET.CLASS_WEIGHTS = []  # (ours) explicit class weights; empty: the dataset's own
 _C.DATASET.LABEL_RESAMPLING = "centre"  # (ours) label scaling: centre (pixel centres, aligned with the image) | official (cv2 INTER_NEAREST: up to 1/2 px down-right)
-_C.DATASET.LABEL_DILATE = 0  # (ours) widen wire labels (TEST.WIRE_CLASSES, default 1) by N px when read
 _C.DATASET.REDUCED_DECODE = True  # (ours) fast training path: 1/2-1/8 JPEG decode, resample only the crop
 _C.DATASET.CACHE_DIR = ""  # (ours) folder that keeps each training photo's decodes (same samples, decoded once); empty: off
 
@@ -107,7 +108,7 @@ _C.TRAIN.AUG_BLUR = 0.0  # (ours) probability of a Gaussian blur of the crop
 _C.TRAIN.AUG_NOISE = 0.0  # (ours) probability of Gaussian noise on the crop
 _C.TRAIN.AUG_JPEG = 0.0  # (ours) probability of JPEG re-encoding the crop (quality 30-90)
 _C.TRAIN.AUG_PASTE_WIRES = 0.0  # (ours) probability of pasting generated wires (label updated)
-_C.TRAIN.LABEL_FILL = 0  # (ours) training labels: fill gaps up to N px between wire label pixels (a wide wire drawn as two edges becomes a band), before LABEL_DILATE
+_C.TRAIN.LABEL_FILL = 0  # (ours) training labels: fill gaps up to N px between wire label pixels (a wide wire drawn as two edges becomes a band), before WIRE.LABEL_DILATE
 _C.TRAIN.AUG_ZOOM = 0.0  # (ours) probability of zooming a crop in by up to AUG_ZOOM_MAX on top of the random scale (wider wires)
 _C.TRAIN.AUG_ZOOM_MAX = 4.0  # (ours) largest zoom of TRAIN.AUG_ZOOM, drawn log-uniformly from [1, this]
 _C.TRAIN.TIME_BUDGET = 0.0  # (ours) minutes: train as many main-phase epochs as fit, at most END_EPOCH (0: off)
@@ -131,12 +132,16 @@ _C.TEST.TILE_SIZE = [1024, 1024]  # (ours) tools/predict.py tile at native resol
 _C.TEST.TILE_OVERLAP = 256  # (ours) pixels neighbouring tiles share, cross-faded
 _C.TEST.TILE_BATCH = 4  # (ours) tiles per forward pass in tools/predict.py
 _C.TEST.TILE_SCALE = 1.0  # (ours) tools/predict.py runs at this fraction of native size (times SCALE_LIST)
-_C.TEST.WIRE_CLASSES = []  # (ours) class ids scored by wire P/R/F1 + clDice; empty: [1] for daodixian_seg
-_C.TEST.WIRE_TOLERANCE = 0.0075  # (ours) wire metric tolerance: < 1 fraction of the diagonal, >= 1 pixels
-_C.TEST.WIRE_THRESHOLD = 0.0  # (ours) wire where P(wire) >= this; 0: picked file or argmax; -1: argmax
-_C.TEST.ZOOM = 1.0  # (ours) score photos as if the camera were closer: > 1 the centre 1/ZOOM upscaled ZOOM times, < 1 downscaled (labels before LABEL_DILATE)
+_C.TEST.ZOOM = 1.0  # (ours) score photos as if the camera were closer: > 1 the centre 1/ZOOM upscaled ZOOM times, < 1 downscaled (labels before WIRE.LABEL_DILATE)
 _C.TEST.VAL_WINDOW = [0, 0]  # (ours) validation during training in windows of [w, h] (official grid, overlaps averaged) instead of whole images: big photos on small GPUs; [0, 0] off (official)
 _C.TEST.SAVE_PROB = False  # (ours) test.py / predict.py also write 8-bit wire probability PNGs (probs/)
+
+_C.WIRE = CN()  # (ours) everything about the wire classes; docs/configs.md, "The WIRE section"
+_C.WIRE.CLASSES = []  # (ours) class ids that are wires (metrics, threshold, wire losses, dilation); empty: the dataset's, [1] for daodixian_seg, none for cityscapes and list
+_C.WIRE.TOLERANCE_PX = 0.0  # (ours) wire metric tolerance in pixels, 1 or more (0: TOLERANCE_FRACTION); giving it sets TOLERANCE_FRACTION to 0
+_C.WIRE.TOLERANCE_FRACTION = 0.0075  # (ours) wire metric tolerance as a fraction of the image diagonal (PLD-UAV's); giving it sets TOLERANCE_PX to 0
+_C.WIRE.THRESHOLD = "auto"  # (ours) wire where P(wire) >= this: auto (tools/pick_threshold.py's <weights>.wire_threshold.json, else argmax) | argmax | a number in (0, 1)
+_C.WIRE.LABEL_DILATE = 0  # (ours) widen the wire labels by N px when read (one-pixel-wide label drawings)
 
 _C.DEBUG = CN()
 _C.DEBUG.DEBUG = False  # kept for official yaml files; not read

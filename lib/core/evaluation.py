@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from lib.config import ExperimentPaths
+from lib.config import ExperimentPaths, wire_classes
 from lib.core.backends import inference_model, is_exported
 from lib.core.inference import multi_scale_inference
 from lib.core.metrics import ConfusionMatrix
@@ -115,7 +115,7 @@ def evaluate(
         id_values=DATASETS[cfg.DATASET.DATASET].id_values,
         wire_metrics=wire,
         wire_threshold=threshold,
-        wire_classes=wire.wire_classes if wire is not None else (1,),
+        wire_classes=wire_classes(cfg),
         save_prob=cfg.TEST.SAVE_PROB,
         sweep=sweep,
         fuse=cfg.TEST.SCALE_FUSE,
@@ -274,7 +274,7 @@ def carried_zoom_scores(cfg, model_file: str | Path, zooms: Sequence[float]) -> 
     count = min(len(dataset), cfg.TEST.NUM_SAMPLES or len(dataset))
     wire = wire_metrics_from_cfg(cfg)
     if wire is None:
-        raise ValueError(f"{cfg.DATASET.DATASET} has no wire class: set TEST.WIRE_CLASSES")
+        raise ValueError(f"{cfg.DATASET.DATASET} has no wire class: set WIRE.CLASSES")
     metrics = {z: WireMetrics(wire.wire_classes, wire.tolerance, wire.ignore_label) for z in zooms}
     crop_w, crop_h = cfg.TEST.IMAGE_SIZE
     memory_format = torch.channels_last if cfg.MODEL.CHANNELS_LAST else torch.contiguous_format

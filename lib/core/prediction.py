@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from lib.config import wire_classes
+from lib.config import wire_classes, wire_tolerance
 from lib.core.thresholds import resolve_threshold
 from lib.core.tiling import tiled_predict
 from lib.core.vectorize import count_segments, platform_entry, write_preannotations
@@ -264,7 +264,7 @@ def _predict_one(
         "polygons": [np.round(p, 2).tolist() for p in entry["polygons"]],
     }
     if label_path is not None:
-        metrics = WireMetrics(wire, cfg.TEST.WIRE_TOLERANCE, cfg.TRAIN.IGNORE_LABEL)
+        metrics = WireMetrics(wire, wire_tolerance(cfg), cfg.TRAIN.IGNORE_LABEL)
         label = read_label(label_path, cfg, label_dilate)
         if label.shape != ids.shape:
             raise DecodeError(

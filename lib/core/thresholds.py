@@ -9,10 +9,10 @@ classes) is rarely the best operating point. Here:
 - `ThresholdSweep`: tolerant wire precision / recall counted for many thresholds at once and
   summed over images, so the best threshold is a dataset-level one (like ODS for edges);
 - `<weights>.wire_threshold.json` beside the weights: written by tools/pick_threshold.py, read
-  by tools/test.py and tools/predict.py when TEST.WIRE_THRESHOLD is 0 ("auto").
+  by tools/test.py and tools/predict.py when WIRE.THRESHOLD is auto.
 
-TEST.WIRE_THRESHOLD: 0 = the picked file when there is one, else argmax; -1 = argmax always;
-a value in (0, 1) = that threshold.
+WIRE.THRESHOLD: auto = the picked file when there is one, else argmax; argmax = argmax always;
+a number in (0, 1) = that threshold (lib.config.wire_threshold reads and checks it).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lib.config import wire_classes, wire_threshold
 from lib.core.wire_metrics import distance_to, scores_from_counts, tolerance_pixels
 from lib.models.ensemble import ensemble_key, model_files
 from lib.utils.atomic import write_text_atomic
@@ -186,19 +187,18 @@ def write_threshold(model_file: str | Path, record: dict) -> Path:
 
 
 def resolve_threshold(cfg, model_file: str | Path | None = None) -> tuple[float, str]:
-    """(threshold, where it came from) for TEST.WIRE_THRESHOLD and the weights file.
+    """(threshold, where it came from) for WIRE.THRESHOLD and the weights file.
 
-    Returns 0.0 for argmax. A damaged threshold file is an error naming it.
+    Returns 0.0 for argmax. A damaged threshold file is an error naming it. Without a wire
+    class (Cityscapes) auto is argmax: a picked file belongs to a wire model.
     """
-    value = float(cfg.TEST.WIRE_THRESHOLD)
-    if value < 0:
-        return 0.0, "TEST.WIRE_THRESHOLD < 0: argmax"
-    if value >= 1:
-        raise ValueError(f"TEST.WIRE_THRESHOLD is {value}; use a value in (0, 1), 0 or -1")
-    if value > 0:
-        return value, "TEST.WIRE_THRESHOLD"
+    value = wire_threshold(cfg)
+    if value == "argmax":
+        return 0.0, "WIRE.THRESHOLD argmax"
+    if isinstance(value, float):
+        return value, "WIRE.THRESHOLD"
     model_file = model_file or cfg.TEST.MODEL_FILE
-    if model_file and threshold_file(model_file).is_file():
+    if model_file and wire_classes(cfg) and threshold_file(model_file).is_file():
         path = threshold_file(model_file)
         try:
             record = json.loads(path.read_text(encoding="utf-8"))

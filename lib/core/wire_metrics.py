@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import torch
 
+from lib.config import wire_classes, wire_tolerance
 from lib.utils.distributed import all_reduce_sum
 
 __all__ = [
@@ -213,8 +214,9 @@ class WireMetrics:
 
 
 def wire_metrics_from_cfg(cfg) -> WireMetrics | None:
-    """`WireMetrics` for `TEST.WIRE_CLASSES` (default: class 1 of daodixian_seg), else None."""
-    classes = list(cfg.TEST.WIRE_CLASSES) or ([1] if cfg.DATASET.DATASET == "daodixian_seg" else [])
+    """`WireMetrics` for the wire classes (WIRE.CLASSES, or the dataset's) and WIRE.TOLERANCE_*;
+    None when there is no wire class (Cityscapes)."""
+    classes = wire_classes(cfg)
     if not classes:
         return None
-    return WireMetrics(classes, cfg.TEST.WIRE_TOLERANCE, cfg.TRAIN.IGNORE_LABEL)
+    return WireMetrics(classes, wire_tolerance(cfg), cfg.TRAIN.IGNORE_LABEL)

@@ -59,7 +59,7 @@ def build_dataset(cfg: CfgNode, split: str) -> ListDataset:
         class_weights=list(cfg.DATASET.CLASS_WEIGHTS) or None,
         skip_bad_samples=cfg.DATASET.SKIP_BAD_SAMPLES,
         wire_augment=wire_augment_from_cfg(cfg) if augment else None,
-        label_dilate=cfg.DATASET.LABEL_DILATE,
+        label_dilate=cfg.WIRE.LABEL_DILATE,
         dilate_classes=tuple(wire_classes(cfg)),
         cache_dir=cfg.DATASET.CACHE_DIR or None,
         zoom=cfg.TEST.ZOOM if not augment else 1.0,

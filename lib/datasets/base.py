@@ -170,7 +170,7 @@ class ListDataset(torch.utils.data.Dataset):
 
         `wire_augment` (training only): the opt-in TRAIN.AUG_* steps after the official crop;
         `label_dilate`: widen the labels of `dilate_classes` by this many pixels when they are
-        read (DATASET.LABEL_DILATE, for one-pixel-wide wire labels), in every split;
+        read (WIRE.LABEL_DILATE, for one-pixel-wide wire labels), in every split;
         `cache_dir` (training only): keep each photo's decodes there (DATASET.CACHE_DIR,
         `lib.datasets.cache`), the samples stay the same.
         `zoom` (evaluation only, TEST.ZOOM): each photo as if the camera were closer (> 1: the
@@ -211,8 +211,6 @@ class ListDataset(torch.utils.data.Dataset):
         self.label_offset = LABEL_RESAMPLING[label_resampling]
         self.skip_bad_samples = skip_bad_samples
         self.wire_augment = wire_augment if wire_augment is not None and wire_augment.active else None
-        if label_dilate < 0:
-            raise ValueError(f"DATASET.LABEL_DILATE is {label_dilate}; use 0 or more pixels")
         self.label_dilate = int(label_dilate)
         self.dilate_classes = tuple(int(c) for c in dilate_classes)
         self.bad_samples = 0  # samples skipped in this process (with a warning each)
@@ -463,7 +461,7 @@ class ListDataset(torch.utils.data.Dataset):
         return self.labels_at_zooms(index, [zoom])[zoom]
 
     def _zoom_label(self, raw: np.ndarray, zoom: float) -> np.ndarray:
-        """A raw label (not dilated) at `zoom` (zoom_view), then dilated (DATASET.LABEL_DILATE)."""
+        """A raw label (not dilated) at `zoom` (zoom_view), then dilated (WIRE.LABEL_DILATE)."""
         _, raw = zoom_view(None, raw, zoom, self._wire_values())
         return self._dilate(raw) if self.label_dilate else raw
 

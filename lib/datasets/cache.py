@@ -9,7 +9,7 @@ What is stored is exactly what the uncached pipeline decodes, so samples are ide
 same seed: the photo at each libjpeg reduction (1, 1/2, 1/4, 1/8) that the configured random
 scales can ask for (`lib.datasets.decode.reduction`; one full-size decode when REDUCED_DECODE is
 off or the file is not a JPEG), and the label at full resolution after its checks and
-LABEL_DILATE. A 0/1 label is stored 8 pixels per byte and unpacked row by row.
+WIRE.LABEL_DILATE. A 0/1 label is stored 8 pixels per byte and unpacked row by row.
 
 An entry is one folder named after the photo and two hashes: one of the image and label paths
 with the settings its content depends on (the scale keys, the label mapping and dilation, this

@@ -129,6 +129,7 @@ class WireAugment:
 
 def wire_augment_from_cfg(cfg) -> WireAugment:
     """The TRAIN.AUG_* keys as a WireAugment (inactive with the defaults)."""
+    classes = wire_classes(cfg)  # none only while TRAIN.AUG_PASTE_WIRES is 0 (lib.config checks)
     return WireAugment(
         rotate=float(cfg.TRAIN.AUG_ROTATE),
         color_jitter=float(cfg.TRAIN.AUG_COLOR_JITTER),
@@ -136,6 +137,6 @@ def wire_augment_from_cfg(cfg) -> WireAugment:
         noise=float(cfg.TRAIN.AUG_NOISE),
         jpeg=float(cfg.TRAIN.AUG_JPEG),
         paste_wires=float(cfg.TRAIN.AUG_PASTE_WIRES),
-        wire_class=wire_classes(cfg)[0],
+        wire_class=classes[0] if classes else WireAugment.wire_class,
         ignore_label=int(cfg.TRAIN.IGNORE_LABEL),
     )

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from yacs.config import CfgNode
 
+from lib.config import ConfigError, get_config
 from lib.core.thresholds import (
     ThresholdSweep,
     decide,
@@ -67,23 +67,30 @@ def test_sweep_finds_the_threshold_between_distractors_and_wires():
     assert sweep.scores()[2]["recall"] == pytest.approx(0.5)
 
 
-def _cfg(value: float, model_file: str = "") -> CfgNode:
-    return CfgNode({"TEST": CfgNode({"WIRE_THRESHOLD": value, "MODEL_FILE": model_file})})
+def _cfg(value: str, model_file: str = "", dataset: str = "daodixian_seg"):
+    return get_config(None, ["DATASET.DATASET", dataset, "WIRE.THRESHOLD", value,
+                             "TEST.MODEL_FILE", model_file])
 
 
 def test_resolve_threshold_from_the_key_the_file_or_argmax(tmp_path):
     weights = tmp_path / "best.pth"
-    assert resolve_threshold(_cfg(0.0, str(weights))) == (0.0, "argmax")
+    assert resolve_threshold(_cfg("auto", str(weights))) == (0.0, "argmax")
     path = write_threshold(weights, {"threshold": 0.32, "f1": 0.9})
     assert path == threshold_file(weights) == tmp_path / "best.pth.wire_threshold.json"
-    assert resolve_threshold(_cfg(0.0, str(weights))) == (0.32, str(path))
-    assert resolve_threshold(_cfg(0.4, str(weights))) == (0.4, "TEST.WIRE_THRESHOLD")
-    assert resolve_threshold(_cfg(-1, str(weights)))[0] == 0.0
-    with pytest.raises(ValueError, match="use a value in"):
-        resolve_threshold(_cfg(1.5))
+    assert resolve_threshold(_cfg("auto", str(weights))) == (0.32, str(path))
+    assert resolve_threshold(_cfg("0.4", str(weights))) == (0.4, "WIRE.THRESHOLD")
+    assert resolve_threshold(_cfg("argmax", str(weights)))[0] == 0.0
+    # a picked file belongs to a wire model: without a wire class auto is argmax
+    assert resolve_threshold(_cfg("auto", str(weights), "cityscapes")) == (0.0, "argmax")
+    # a value set after loading (tools do, defrosted) is checked by the same function
+    cfg = _cfg("auto")
+    cfg.defrost()
+    cfg.WIRE.THRESHOLD = "1.5"
+    with pytest.raises(ConfigError, match="WIRE.THRESHOLD is '1.5'; use auto"):
+        resolve_threshold(cfg)
     path.write_text(json.dumps({"f1": 1}))
     with pytest.raises(ValueError, match="not a wire threshold file"):
-        resolve_threshold(_cfg(0.0, str(weights)))
+        resolve_threshold(_cfg("auto", str(weights)))
 
 
 def test_held_out_thresholds_pick_on_the_other_folds_only():

@@ -103,6 +103,9 @@ def test_config_picks_the_wire_class_of_the_power_line_dataset():
     metrics = wire_metrics_from_cfg(get_config(opts=["DATASET.DATASET", "daodixian_seg"]))
     assert metrics.wire_classes == (1,) and metrics.tolerance == 0.0075
     assert wire_metrics_from_cfg(get_config()) is None  # cityscapes: no wires
+    given = get_config(opts=["WIRE.CLASSES", "[11, 12]", "WIRE.TOLERANCE_PX", "3"])
+    metrics = wire_metrics_from_cfg(given)
+    assert metrics.wire_classes == (11, 12) and metrics.tolerance == 3.0
 
 
 class _OneWire(torch.utils.data.Dataset):

@@ -315,6 +315,20 @@ def _wire_photo(w=120, h=80):
     return image, label
 
 
+def test_label_dilate_widens_the_classes_of_wire_classes_only(tmp_path):
+    image, label = _wire_photo()
+    label[:, 20] = 1
+    label[:, 61] = 2  # three classes: the wire is class 2 here
+    line = _write(tmp_path, "a", image, label)
+    opts = {"DATASET.NUM_CLASSES": 3, "WIRE.LABEL_DILATE": 1, "WIRE.CLASSES": 2}
+    wide = build_dataset(_cfg(tmp_path, [line], **opts), "val")[0][1]
+    assert (wide == 2).sum().item() == 3 * 80 and (wide == 1).sum().item() == 80
+    # the generic list dataset has no wire class of its own: dilation needs one named
+    with pytest.raises(Exception, match="WIRE.LABEL_DILATE needs a wire class, but "
+                                        "DATASET.DATASET list has none"):
+        _cfg(tmp_path, [line], **{"WIRE.LABEL_DILATE": 1})
+
+
 def test_power_line_id_pngs_write_wires_as_255_other_datasets_the_ids():
     assert DATASETS["daodixian_seg"].id_values == (0, 255)
     assert DATASETS["list"].id_values is None and DATASETS["cityscapes"].id_values is None
@@ -322,7 +336,7 @@ def test_power_line_id_pngs_write_wires_as_255_other_datasets_the_ids():
 
 def test_zoom_view_upscales_the_centre_and_widens_the_label_before_dilation(tmp_path):
     line = _write(tmp_path, "a", *_wire_photo(), folder="daodixian_seg")
-    extra = {"DATASET.LABEL_DILATE": 1}
+    extra = {"WIRE.LABEL_DILATE": 1}
     plain = build_dataset(_cfg(tmp_path, [line], dataset="daodixian_seg", **extra), "val")[0]
     zoomed = build_dataset(
         _cfg(tmp_path, [line], dataset="daodixian_seg", **extra, **{"TEST.ZOOM": 4}), "val"

@@ -62,7 +62,7 @@ def test_dataset_applies_the_keys(tiny_data):  # noqa: F811
 
     opts = tiny_opts(tiny_data, tiny_data)
     plain = build_dataset(get_config(DEMO_CFG, opts), "val")
-    wide = build_dataset(get_config(DEMO_CFG, [*opts, "DATASET.LABEL_DILATE", "2"]), "val")
+    wide = build_dataset(get_config(DEMO_CFG, [*opts, "WIRE.LABEL_DILATE", "2"]), "val")
     a, b = plain[0][1], wide[0][1]
     assert ((a == 1) <= (b == 1)).all() and (b == 1).sum() > (a == 1).sum()
     assert ((a == 255) == (b == 255)).all()  # ignored pixels stay ignored

@@ -58,7 +58,7 @@ def test_cross_validate_trains_scores_and_reuses_finished_folds(tiny_data, tmp_p
     assert cross_validate.main(argv) == 0
     printed = capsys.readouterr().out
     assert "worst" in printed and "over 3 folds" in printed
-    assert "TEST.WIRE_THRESHOLD" in printed and "picked on the other folds" in printed
+    assert "WIRE.THRESHOLD" in printed and "picked on the other folds" in printed
     summary = json.loads((tmp_path / "output" / "daodixian_seg"
                           / f"{DEMO_CFG.stem}_cv.json").read_text())
     f1 = [summary["folds"][str(k)]["f1"] for k in (1, 2, 3)]

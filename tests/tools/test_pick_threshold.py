@@ -37,7 +37,7 @@ def test_pick_then_test_and_predict_use_the_threshold(tiny_data, tmp_path, capsy
     best = max(r["f1"] for r in record["sweep"])
     assert record["f1"] == best and best >= record["argmax"]["f1"] - 1e-9
 
-    # test.py reads the file (TEST.WIRE_THRESHOLD 0, the default) and saves probabilities
+    # test.py reads the file (WIRE.THRESHOLD auto, the default) and saves probabilities
     assert test_tool.main([*argv, "TEST.SAVE_PROB", "True"]) == 0
     out = tmp_path / "output" / "daodixian_seg" / DEMO_CFG.stem
     metrics = json.loads((out / "test_metrics.json").read_text())
@@ -50,7 +50,7 @@ def test_pick_then_test_and_predict_use_the_threshold(tiny_data, tmp_path, capsy
     wire = ids == 255
     assert (prob[wire] >= round(record["threshold"] * 255) - 1).all()
     assert (prob[~wire] <= round(record["threshold"] * 255) + 1).all()
-    # -1 forces argmax
+    # argmax ignores the file; the old key's -1 still means it
     assert test_tool.main([*argv, "TEST.WIRE_THRESHOLD", "-1"]) == 0
     assert json.loads((out / "test_metrics.json").read_text())["wire_threshold"] == "argmax"
 
@@ -59,9 +59,9 @@ def test_pick_then_test_and_predict_use_the_threshold(tiny_data, tmp_path, capsy
     common = ["--cfg", str(DEMO_CFG), "--input", str(photo), "--device", "cpu"]
     tail = ["TEST.MODEL_FILE", str(weights), "TEST.SAVE_PROB", "True"]
     assert predict.main([*common, "--output", str(tmp_path / "p1"), *tail,
-                         "TEST.WIRE_THRESHOLD", "0.9999"]) == 0
+                         "WIRE.THRESHOLD", "0.9999"]) == 0
     assert predict.main([*common, "--output", str(tmp_path / "p2"), *tail,
-                         "TEST.WIRE_THRESHOLD", "-1"]) == 0
+                         "WIRE.THRESHOLD", "argmax"]) == 0
     high = np.asarray(Image.open(next((tmp_path / "p1" / "masks").rglob("*.png"))))
     arg = np.asarray(Image.open(next((tmp_path / "p2" / "masks").rglob("*.png"))))
     assert (high > 0).mean() < (arg > 0).mean()
