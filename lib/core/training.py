@@ -229,12 +229,9 @@ def _validate(run: _Run, epoch: int) -> dict:
     """`validate` on the run's validation loader after `epoch` (TEST.VAL_WINDOW, wire scores)."""
     cfg = run.cfg
     return validate(
-        run.ddp_model, run.criterion, run.loaders["val"],
-        num_classes=cfg.DATASET.NUM_CLASSES, ignore_label=cfg.TRAIN.IGNORE_LABEL,
-        device=run.info.device, align_corners=cfg.MODEL.ALIGN_CORNERS, amp=cfg.TEST.AMP,
-        channels_last=cfg.MODEL.CHANNELS_LAST, writer=run.writer, epoch=epoch,
-        palette=palette_for(cfg.DATASET.DATASET, cfg.DATASET.NUM_CLASSES),
-        wire_metrics=wire_metrics_from_cfg(cfg), window=tuple(cfg.TEST.VAL_WINDOW),
+        run.ddp_model, run.criterion, run.loaders["val"], ValidationSettings.from_cfg(cfg),
+        device=run.info.device, epoch=epoch, wire_metrics=wire_metrics_from_cfg(cfg),
+        writer=run.writer, palette=palette_for(cfg.DATASET.DATASET, cfg.DATASET.NUM_CLASSES),
     )  # fmt: skip
 
 
@@ -621,40 +618,60 @@ def _windowed_outputs(net: nn.Module, images: torch.Tensor, window: tuple[int, i
     return [total / count for total in sums]
 
 
+@dataclass(frozen=True)
+class ValidationSettings:
+    """How `validate` runs: `num_classes`, `ignore_label` (TRAIN.IGNORE_LABEL), align_corners,
+    channels_last (MODEL.*), amp (TEST.AMP) and `window` (TEST.VAL_WINDOW, [w, h]: an image
+    larger than it goes through the network in windows of that size, the official sliding
+    grid, overlaps averaged, each output resized to its window, so that whole 5472x3078 photos
+    validate on small GPUs; an image that fits one window is validated whole, exactly as
+    without it)."""
+
+    num_classes: int
+    ignore_label: int
+    align_corners: bool = True
+    amp: str = ""
+    channels_last: bool = False
+    window: tuple[int, int] = (0, 0)
+
+    @classmethod
+    def from_cfg(cls, cfg) -> ValidationSettings:
+        return cls(num_classes=cfg.DATASET.NUM_CLASSES, ignore_label=cfg.TRAIN.IGNORE_LABEL,
+                   align_corners=cfg.MODEL.ALIGN_CORNERS, amp=cfg.TEST.AMP,
+                   channels_last=cfg.MODEL.CHANNELS_LAST, window=tuple(cfg.TEST.VAL_WINDOW))
+
+
 def validate(
     model: nn.Module,
     criterion: nn.Module,
     loader,
+    settings: ValidationSettings | None = None,
     *,
-    num_classes: int,
-    ignore_label: int,
     device: torch.device,
-    align_corners: bool = True,
-    amp: str = "",
-    channels_last: bool = False,
-    writer=None,
     epoch: int = 0,
+    wire_metrics: WireMetrics | None = None,
+    writer=None,
     palette: Sequence[Sequence[int]] | None = None,
     num_images: int = 3,
-    wire_metrics: WireMetrics | None = None,
-    window: Sequence[int] = (0, 0),
+    **fields,
 ) -> dict:
-    """Single-scale validation on whole images, as the official `validate`.
-
-    `window` (TEST.VAL_WINDOW, [w, h]): an image larger than it goes through the network in
-    windows of that size (the official sliding grid, overlaps averaged; each output resized
-    to its window), so that whole 5472x3078 photos validate on small GPUs; an image that fits
-    one window is validated whole, exactly as without it.
+    """Single-scale validation on whole images, as the official `validate`, with `settings`
+    (or, without them, `ValidationSettings(**fields)`: num_classes=..., ignore_label=..., ...).
 
     Under torch.distributed each rank runs its shard (use an unpadded sampler such as
     ShardSampler) and the confusion matrices and loss sums are added across ranks, so any number
     of processes reports the same numbers. Returns the main (last) output's metrics
-    (miou, iou, pixel_acc, mean_acc), `loss`, and `miou_per_output` for every model output.
+    (miou, iou, pixel_acc, mean_acc), `loss`, and `miou_per_output` for every model output;
+    with `wire_metrics`, "wire" (tolerant wire scores). With `writer`, the scores at `epoch`
+    and the first `num_images` predictions in `palette` colours go to TensorBoard.
     """
+    settings = settings if settings is not None else ValidationSettings(**fields)
+    num_classes, ignore_label = settings.num_classes, settings.ignore_label
+    align_corners, window = settings.align_corners, settings.window
     net = unwrap(model)  # no DDP in eval: ranks may run different numbers of batches
     net.eval()
-    amp_dtype = autocast_dtype(amp, device, "TEST.AMP")
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    amp_dtype = autocast_dtype(settings.amp, device, "TEST.AMP")
+    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     matrices: list[ConfusionMatrix] = []
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of loss * n, n)
     for b, (images, labels, _, _) in enumerate(
