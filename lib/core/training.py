@@ -5,6 +5,11 @@ save), `train_one_epoch` (every step of an iteration), `validate` (single scale,
 nodes) and under the legacy `python -m torch.distributed.launch`; tools/train.py is its command
 line. Every step of a training iteration is in `train_one_epoch`: data to device, lr, forward
 and loss (under autocast when TRAIN.AMP is set), a NaN check, backward, step, log.
+
+How many epochs run, when they are validated and when the run stops early is
+`lib.core.budget.EpochPlan` (TRAIN.END_EPOCH / EXTRA_EPOCH, TIME_BUDGET, EVAL_INTERVAL,
+STOP_AFTER_EPOCH); the best-checkpoint rule is `RunState.record_validation`; a caller that must
+say where to resume after an interruption passes a `Progress`.
 """
 
 from __future__ import annotations
