@@ -18,7 +18,7 @@ if __name__ == "__main__" and not __package__:  # a script: tools/_checkout.py f
 import sys
 
 from lib.config import config_name, get_config
-from lib.core.training import interrupted_message, train
+from lib.core.training import Progress, train
 from tools import cli
 
 
@@ -28,15 +28,15 @@ def parse_args(argv=None, default_cfg: str | None = None):
 
 def main(argv=None, default_cfg: str | None = None) -> int:
     args = parse_args(argv, default_cfg)
-    progress: dict = {}
+    progress = Progress()
 
     def work() -> None:
         train(get_config(args.cfg, args.opts), config_name(args.cfg), args.local_rank, progress)
 
     return cli.run(
         work,
-        partly_done=lambda: bool(progress.get("saved_epoch")),
-        interrupted=lambda: interrupted_message(progress),
+        partly_done=lambda: progress.resumable,
+        interrupted=progress.interrupted_message,
     )
 
 

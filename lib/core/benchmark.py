@@ -28,7 +28,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -38,11 +38,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from lib.config import wire_classes
 from lib.core.backends import OnnxRuntimeModel, OpenVinoModel
 from lib.core.criterion import build_criterion
 from lib.core.export import export_onnx, export_openvino, quantize_int8, quantize_openvino
-from lib.core.inference import multi_scale_inference
+from lib.core.inference import InferenceSettings
 from lib.datasets import build_dataset
 from lib.datasets.base import ListDataset
 from lib.datasets.decode import decode_image, image_size, read_bytes, target_size
@@ -574,12 +573,8 @@ def photo_case(model: nn.Module, cfg, variant: Variant, image: torch.Tensor, sca
         amp = {None: "", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
         _, fn = _prepared(model, variant, train=False)
 
-    def infer():
-        return multi_scale_inference(
-            fn, image, num_classes=cfg.DATASET.NUM_CLASSES, scales=scales, flip=flip,
-            base_size=cfg.TEST.BASE_SIZE, crop_size=(crop_h, crop_w),
-            align_corners=cfg.MODEL.ALIGN_CORNERS, output_index=cfg.TEST.OUTPUT_INDEX,
-            window_batch=window_batch, amp=amp, memory_format=variant.memory_format,
-            fuse=cfg.TEST.SCALE_FUSE, wire_classes=wire_classes(cfg))
-
-    return Case(variant.name, infer, 1, device, ran_as=_ran_as(variant, dtype))
+    settings = replace(InferenceSettings.from_cfg(cfg), scales=scales, flip=flip,
+                       window_batch=window_batch, amp=amp,
+                       channels_last=variant.channels_last)
+    return Case(variant.name, lambda: settings.predict(fn, image), 1, device,
+                ran_as=_ran_as(variant, dtype))

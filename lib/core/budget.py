@@ -1,4 +1,5 @@
-"""A time budget for the main training phase (ours; `TRAIN.TIME_BUDGET`, minutes; 0: off).
+"""How many epochs a run trains (`EpochPlan`), and the time budget for the main training
+phase (ours; `TRAIN.TIME_BUDGET`, minutes; 0: off; `EpochBudget`).
 
 A run given a budget trains as many main-phase epochs as fit in it, at most TRAIN.END_EPOCH:
 after its first two epochs it measures how long an epoch takes (the first one, which starts
@@ -25,6 +26,8 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+
+from lib.utils.distributed import broadcast_object
 
 logger = logging.getLogger(__name__)
 
@@ -99,3 +102,62 @@ def finished_epochs(cfg, ckpt: dict) -> int:
         return EpochBudget.resumed(cfg.TRAIN.TIME_BUDGET * 60, cfg.TRAIN.END_EPOCH,
                                    ckpt.get("time_budget")).end
     return cfg.TRAIN.END_EPOCH + cfg.TRAIN.EXTRA_EPOCH
+
+
+class EpochPlan:
+    """The epochs of a run and when it validates and stops: TRAIN.END_EPOCH main-phase epochs
+    (from TRAIN.LR), then TRAIN.EXTRA_EPOCH (from EXTRA_LR); under TRAIN.TIME_BUDGET the
+    main phase's count is planned from the epochs' speed (`EpochBudget`; rank 0's plan on
+    every rank). `started`: the `clock()` time the run started; `saved`: the checkpoint's
+    TRAIN.TIME_BUDGET record of a resumed run (or None)."""
+
+    def __init__(self, cfg, started: float, saved: dict | None = None) -> None:
+        self.max_epochs, self.extra_epochs = cfg.TRAIN.END_EPOCH, cfg.TRAIN.EXTRA_EPOCH
+        self.eval_interval = max(1, cfg.TRAIN.EVAL_INTERVAL)
+        self.stop_after = cfg.TRAIN.STOP_AFTER_EPOCH
+        self.budget = (EpochBudget.resumed(cfg.TRAIN.TIME_BUDGET * 60, cfg.TRAIN.END_EPOCH, saved)
+                       if cfg.TRAIN.TIME_BUDGET > 0 else None)
+        self.spent_before = self.budget.spent_s if self.budget else 0.0  # by earlier runs
+        self.started, self.mark = started, clock()
+
+    @property
+    def main_epochs(self) -> int:
+        """Epochs of the main phase: TRAIN.END_EPOCH, or the number planned for the budget."""
+        return self.budget.end if self.budget else self.max_epochs
+
+    @property
+    def end(self) -> int:
+        """The epoch count of the whole run (main phase + TRAIN.EXTRA_EPOCH)."""
+        return self.budget.end if self.budget else self.max_epochs + self.extra_epochs
+
+    def spent_s(self) -> float:
+        """Wall time of the run so far, earlier (resumed) runs included."""
+        return self.spent_before + clock() - self.started
+
+    def trained(self, epochs_done: int) -> None:
+        """An epoch was trained; under a budget, plan again from the time since the last plan
+        (that epoch and the validation before it)."""
+        if self.budget is None:
+            return
+        now = clock()
+        self.budget.update(epochs_done, now - self.mark, self.spent_before + now - self.started)
+        self.budget.planned = broadcast_object(self.budget.planned)
+        self.mark = now
+
+    def validates(self, epochs_done: int) -> bool:
+        """TRAIN.EVAL_INTERVAL: validate every that many epochs, and after the last one."""
+        return epochs_done % self.eval_interval == 0 or epochs_done == self.end
+
+    def stops_early(self, epochs_done: int) -> bool:
+        """TRAIN.STOP_AFTER_EPOCH: stop (to resume later) after that many epochs, unless the
+        run ends there anyway."""
+        return epochs_done == self.stop_after < self.end
+
+    def checkpoint_state(self) -> dict:
+        """What a checkpoint keeps of the plan: {"time_budget": ...} under a budget, else {}."""
+        return {"time_budget": self.budget.state(self.spent_s())} if self.budget else {}
+
+    def log_summary(self) -> None:
+        if self.budget is not None:
+            logger.info("TRAIN.TIME_BUDGET %.1f min: %d epochs trained in %.1f min",
+                        self.budget.budget_s / 60, self.end, self.spent_s() / 60)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from lib.config import ExperimentPaths, wire_classes
+from lib.config import ExperimentPaths
 from lib.core.backends import inference_model, is_exported
-from lib.core.inference import multi_scale_inference
+from lib.core.inference import InferenceSettings
 from lib.core.metrics import ConfusionMatrix
 from lib.core.thresholds import (
     ThresholdSweep,
@@ -88,37 +89,21 @@ def evaluate(
     )
     has_labels = getattr(dataset, "has_labels", True)
     save_dir = paths.results(has_labels) if save else None
-    crop_w, crop_h = cfg.TEST.IMAGE_SIZE
-    base_size = cfg.TEST.BASE_SIZE
-    if cfg.TEST.ZOOM < 1:  # a photo from further away is predicted at its own, smaller size
-        shrink = cfg.TEST.ZOOM
-        base_size = max(1, round(base_size * shrink))
-        crop_w, crop_h = max(1, round(crop_w * shrink)), max(1, round(crop_h * shrink))
     if cfg.TEST.ZOOM != 1:
         logger.info("photos zoomed %gx (TEST.ZOOM)", cfg.TEST.ZOOM)
+    files = None
+    if save_dir is not None:
+        files = PredictionFiles(save_dir, palette_for(cfg.DATASET.DATASET, cfg.DATASET.NUM_CLASSES),
+                                DATASETS[cfg.DATASET.DATASET].id_values, cfg.TEST.SAVE_PROB)
     metrics = testval(
         model,
         loader,
-        num_classes=cfg.DATASET.NUM_CLASSES,
+        InferenceSettings.from_cfg(cfg).at_zoom(cfg.TEST.ZOOM),
         ignore_label=cfg.TRAIN.IGNORE_LABEL,
-        scales=list(cfg.TEST.SCALE_LIST),
-        flip=cfg.TEST.FLIP_TEST,
-        base_size=base_size,
-        crop_size=(crop_h, crop_w),
-        align_corners=cfg.MODEL.ALIGN_CORNERS,
-        output_index=cfg.TEST.OUTPUT_INDEX,
-        window_batch=cfg.TEST.WINDOW_BATCH,
-        amp=cfg.TEST.AMP,
-        channels_last=cfg.MODEL.CHANNELS_LAST,
-        save_dir=save_dir,
-        palette=palette_for(cfg.DATASET.DATASET, cfg.DATASET.NUM_CLASSES),
-        id_values=DATASETS[cfg.DATASET.DATASET].id_values,
         wire_metrics=wire,
         wire_threshold=threshold,
-        wire_classes=wire_classes(cfg),
-        save_prob=cfg.TEST.SAVE_PROB,
         sweep=sweep,
-        fuse=cfg.TEST.SCALE_FUSE,
+        files=files,
     )
     if info.is_main and metrics is not None and sweep is None:
         metrics["model_file"] = str(model_file)
@@ -131,90 +116,67 @@ def evaluate(
     return metrics if info.is_main else None
 
 
-def _save_prediction(pred: np.ndarray, name: str, save_dir: Path, palette, id_values) -> None:
+@dataclass(frozen=True)
+class PredictionFiles:
+    """Where and how `testval` writes its predictions: `<name>.png` palette PNGs in `folder`,
+    `ids/<name>.png` raw-id PNGs when `id_values` is given (power lines: 0/255), and with
+    `probabilities` (TEST.SAVE_PROB) `probs/<name>.png`, P(wire) in 8 bits."""
 
-    save_palette_png(pred, save_dir / f"{name}.png", palette)
-    if id_values is not None:
-        save_id_png(pred, save_dir / "ids" / f"{name}.png", id_values)
+    folder: Path
+    palette: Sequence[Sequence[int]] | None = None
+    id_values: Sequence[int] | None = None
+    probabilities: bool = False
 
-
-def _save_probability(prob: torch.Tensor, name: str, save_dir: Path) -> None:
-
-    save_id_png(probability_png(prob), save_dir / "probs" / f"{name}.png", None)
+    def save(self, ids: np.ndarray, prob: torch.Tensor | None, name: str) -> None:
+        save_palette_png(ids, self.folder / f"{name}.png", self.palette)
+        if self.id_values is not None:
+            save_id_png(ids, self.folder / "ids" / f"{name}.png", self.id_values)
+        if self.probabilities:
+            save_id_png(probability_png(prob), self.folder / "probs" / f"{name}.png", None)
 
 
 @torch.no_grad()
 def testval(
     model: nn.Module,
     loader,
+    settings: InferenceSettings | None = None,
     *,
-    num_classes: int,
     ignore_label: int,
-    scales: Sequence[float],
-    flip: bool,
-    base_size: int,
-    crop_size: Sequence[int],
-    align_corners: bool = True,
-    output_index: int = -1,
-    window_batch: int = 4,
-    amp: str = "",
-    channels_last: bool = False,
-    save_dir: str | Path | None = None,
-    palette: Sequence[Sequence[int]] | None = None,
-    id_values: Sequence[int] | None = None,
     wire_metrics: WireMetrics | None = None,
     wire_threshold: float = 0.0,
-    wire_classes: Sequence[int] = (1,),
-    save_prob: bool = False,
     sweep: ThresholdSweep | None = None,
-    fuse: str = "sum",
+    files: PredictionFiles | None = None,
+    **inference,
 ) -> dict | None:
-    """Official multi-scale (+flip) inference over `loader` (batch size 1).
+    """Official multi-scale (+flip) inference over `loader` (batch size 1) with `settings`
+    (or, without them, `InferenceSettings(**inference)`: num_classes=..., scales=..., ...).
 
     With labels (the dataset's `has_labels`), returns the metrics summed over all ranks;
-    without, returns None. With `save_dir`, writes `<name>.png` palette predictions and, when
-    `id_values` is given, `ids/<name>.png` raw-id PNGs (power lines: 0/255). `channels_last`
-    (MODEL.CHANNELS_LAST) gives the network channels_last inputs, as training and validation do.
+    without, returns None. With `files`, writes the predictions (`PredictionFiles`).
 
-    Decisions: argmax (official) unless `wire_threshold` > 0, where P(wire classes) >= threshold
-    makes a wire pixel (lib/core/thresholds.py). `save_prob` adds `probs/<name>.png`, P(wire) in
-    8 bits. `sweep` (a ThresholdSweep) collects wire P/R for many thresholds at once.
-    `fuse`: how the scales combine (TEST.SCALE_FUSE, lib.core.inference.ScaleFusion).
+    Decisions: argmax (official) unless `wire_threshold` > 0, where P(settings.wire_classes)
+    >= threshold makes a wire pixel (lib/core/thresholds.py). `sweep` (a ThresholdSweep)
+    collects wire P/R for many thresholds at once.
     """
+    settings = settings if settings is not None else InferenceSettings(**inference)
     net = unwrap(model).eval()
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     device = device_of(net)
     has_labels = getattr(loader.dataset, "has_labels", True)
-    cm = ConfusionMatrix(num_classes, ignore_label, device) if has_labels else None
-    save_dir = Path(save_dir) if save_dir is not None else None
+    cm = ConfusionMatrix(settings.num_classes, ignore_label, device) if has_labels else None
+    wire_classes = settings.wire_classes
     for images, labels, _, names in tqdm(
         loader, desc="test", disable=not is_main_process(), dynamic_ncols=True
     ):
         for k in range(len(images)):
-            pred = multi_scale_inference(
-                net,
-                images[k : k + 1],
-                num_classes=num_classes,
-                scales=scales,
-                flip=flip,
-                base_size=base_size,
-                crop_size=crop_size,
-                align_corners=align_corners,
-                output_index=output_index,
-                window_batch=window_batch,
-                amp=amp,
-                memory_format=memory_format,
-                fuse=fuse,
-                wire_classes=wire_classes,
-            )
+            pred = settings.predict(net, images[k : k + 1])
             if cm is not None:
                 label = labels[k : k + 1].to(device).long()
                 if pred.shape[-2:] != label.shape[-2:]:
-                    pred = F.interpolate(
-                        pred, label.shape[-2:], mode="bilinear", align_corners=align_corners
-                    )
+                    pred = F.interpolate(pred, label.shape[-2:], mode="bilinear",
+                                         align_corners=settings.align_corners)
             ids = decide(pred[0], wire_threshold, wire_classes)  # argmax when threshold <= 0
-            want_prob = (sweep is not None and cm is not None) or (save_dir is not None and save_prob)
+            want_prob = (sweep is not None and cm is not None) or (
+                files is not None and files.probabilities)
             prob = wire_probability(pred[0], wire_classes) if want_prob else None
             if cm is not None:
                 cm.update(label, ids[None])
@@ -222,10 +184,8 @@ def testval(
                     wire_metrics.update(ids, label[0])
                 if sweep is not None:
                     sweep.update(prob, label[0])
-            if save_dir is not None:
-                _save_prediction(ids.cpu().numpy(), names[k], save_dir, palette, id_values)
-                if save_prob:
-                    _save_probability(prob, names[k], save_dir)
+            if files is not None:
+                files.save(ids.cpu().numpy(), prob, names[k])
     if cm is None:
         return None
     cm.reduce_from_all_processes()
@@ -276,21 +236,13 @@ def carried_zoom_scores(cfg, model_file: str | Path, zooms: Sequence[float]) -> 
     if wire is None:
         raise ValueError(f"{cfg.DATASET.DATASET} has no wire class: set WIRE.CLASSES")
     metrics = {z: WireMetrics(wire.wire_classes, wire.tolerance, wire.ignore_label) for z in zooms}
-    crop_w, crop_h = cfg.TEST.IMAGE_SIZE
-    memory_format = torch.channels_last if cfg.MODEL.CHANNELS_LAST else torch.contiguous_format
+    settings = replace(InferenceSettings.from_cfg(cfg), wire_classes=wire.wire_classes)
     for index in range(count):
         image, label, _, _ = dataset[index]
-        pred = multi_scale_inference(
-            model, image[None].to(device), num_classes=cfg.DATASET.NUM_CLASSES,
-            scales=list(cfg.TEST.SCALE_LIST), flip=cfg.TEST.FLIP_TEST,
-            base_size=cfg.TEST.BASE_SIZE, crop_size=(crop_h, crop_w),
-            align_corners=cfg.MODEL.ALIGN_CORNERS, output_index=cfg.TEST.OUTPUT_INDEX,
-            window_batch=cfg.TEST.WINDOW_BATCH, amp=cfg.TEST.AMP, memory_format=memory_format,
-            fuse=cfg.TEST.SCALE_FUSE, wire_classes=wire.wire_classes,
-        )
+        pred = settings.predict(model, image[None].to(device))
         if pred.shape[-2:] != label.shape[-2:]:
             pred = F.interpolate(pred, label.shape[-2:], mode="bilinear",
-                                 align_corners=cfg.MODEL.ALIGN_CORNERS)
+                                 align_corners=settings.align_corners)
         ids = pred[0].argmax(0).cpu().numpy().astype(np.int64)
         for zoom, zoomed_label in dataset.labels_at_zooms(index, zooms).items():
             _, carried = zoom_view(None, ids, zoom, wire.wire_classes)

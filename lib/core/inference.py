@@ -16,12 +16,16 @@ kept at the original resolution.
 exp-logits; "wire_max" is for thin structures, a wire seen at any scale is a wire: each wire
 class's probability is its largest over the scales, the other classes share the rest in
 proportion to their mean probability. With one scale both are the softmax.
+
+`InferenceSettings` holds all of these, built once from the config (`from_cfg`); its
+`predict` is `multi_scale_inference` with them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -29,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.config import FUSE_MODES
+from lib.config import FUSE_MODES, wire_classes
 from lib.utils.amp import autocast, autocast_dtype
 from lib.utils.runtime import device_of
 
@@ -191,3 +195,74 @@ def multi_scale_inference(
             F.interpolate(preds, (ori_h, ori_w), mode="bilinear", align_corners=align_corners)
         )
     return fusion.result()
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How a photo is predicted (`multi_scale_inference`'s settings), built once per run.
+
+    scales, flip, base_size, crop_size (h, w), window_batch, amp, fuse: TEST.SCALE_LIST,
+    FLIP_TEST, BASE_SIZE, IMAGE_SIZE, WINDOW_BATCH, AMP, SCALE_FUSE; align_corners,
+    channels_last: MODEL.*; output_index: TEST.OUTPUT_INDEX; wire_classes: WIRE.CLASSES (the
+    classes `fuse="wire_max"` and the wire thresholds read).
+    """
+
+    num_classes: int
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    base_size: int = 2048
+    crop_size: tuple[int, int] = (512, 1024)
+    align_corners: bool = True
+    output_index: int = -1
+    window_batch: int = 4
+    amp: str = ""
+    channels_last: bool = False
+    fuse: str = "sum"
+    wire_classes: tuple[int, ...] = (1,)
+
+    def __post_init__(self) -> None:  # lists from a config or a caller, kept as tuples
+        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+        object.__setattr__(self, "crop_size", (int(self.crop_size[0]), int(self.crop_size[1])))
+        object.__setattr__(self, "wire_classes", tuple(int(c) for c in self.wire_classes))
+
+    @classmethod
+    def from_cfg(cls, cfg) -> InferenceSettings:
+        """The settings of the TEST section (and MODEL.ALIGN_CORNERS / CHANNELS_LAST, WIRE)."""
+        crop_w, crop_h = cfg.TEST.IMAGE_SIZE
+        return cls(
+            num_classes=cfg.DATASET.NUM_CLASSES,
+            scales=tuple(cfg.TEST.SCALE_LIST),
+            flip=cfg.TEST.FLIP_TEST,
+            base_size=cfg.TEST.BASE_SIZE,
+            crop_size=(crop_h, crop_w),
+            align_corners=cfg.MODEL.ALIGN_CORNERS,
+            output_index=cfg.TEST.OUTPUT_INDEX,
+            window_batch=cfg.TEST.WINDOW_BATCH,
+            amp=cfg.TEST.AMP,
+            channels_last=cfg.MODEL.CHANNELS_LAST,
+            fuse=cfg.TEST.SCALE_FUSE,
+            wire_classes=tuple(wire_classes(cfg)),
+        )
+
+    def at_zoom(self, zoom: float) -> InferenceSettings:
+        """For photos zoomed by `zoom` (TEST.ZOOM): a photo from further away (zoom < 1) is
+        predicted at its own, smaller size (base size and window shrunk by `zoom`)."""
+        if zoom >= 1:
+            return self
+        crop_h, crop_w = self.crop_size
+        return replace(self, base_size=max(1, round(self.base_size * zoom)),
+                       crop_size=(max(1, round(crop_h * zoom)), max(1, round(crop_w * zoom))))
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def predict(self, model: nn.Module, image: torch.Tensor) -> torch.Tensor:
+        """`multi_scale_inference` of a normalised (1, 3, H, W) image with these settings:
+        (1, num_classes, H, W) float32 fused scores on the model's device."""
+        return multi_scale_inference(
+            model, image, num_classes=self.num_classes, scales=self.scales, flip=self.flip,
+            base_size=self.base_size, crop_size=self.crop_size, align_corners=self.align_corners,
+            output_index=self.output_index, window_batch=self.window_batch, amp=self.amp,
+            memory_format=self.memory_format, fuse=self.fuse, wire_classes=self.wire_classes,
+        )  # fmt: skip

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from lib.config import wire_classes, wire_tolerance
 from lib.core.thresholds import resolve_threshold
-from lib.core.tiling import tiled_predict
+from lib.core.tiling import TiledSettings
 from lib.core.vectorize import count_segments, platform_entry, write_preannotations
 from lib.core.wire_metrics import COUNT_NAMES, WireMetrics, scores_from_counts
 from lib.datasets import DATASETS
@@ -50,7 +50,6 @@ from lib.utils.runtime import device_of
 __all__ = [
     "IMAGE_SUFFIXES",
     "list_photos",
-    "tiling_kwargs",
     "read_label",
     "predict_photos",
     "PredictReport",
@@ -128,23 +127,6 @@ def output_stems(rels: Sequence[str]) -> dict[str, str]:
     for stem in stems:
         counts[stem] = counts.get(stem, 0) + 1
     return {rel: (rel if counts[stem] > 1 else stem) for rel, stem in zip(rels, stems)}
-
-
-def tiling_kwargs(cfg) -> dict:
-    """`tiled_predict` keyword arguments from the TEST section of `cfg`."""
-    scale = cfg.TEST.TILE_SCALE
-    return dict(
-        num_classes=cfg.DATASET.NUM_CLASSES,
-        tile_size=(cfg.TEST.TILE_SIZE[1], cfg.TEST.TILE_SIZE[0]),  # config: width x height
-        overlap=cfg.TEST.TILE_OVERLAP,
-        scales=[scale * s for s in cfg.TEST.SCALE_LIST],
-        flip=cfg.TEST.FLIP_TEST,
-        tile_batch=cfg.TEST.TILE_BATCH,
-        align_corners=cfg.MODEL.ALIGN_CORNERS,
-        output_index=cfg.TEST.OUTPUT_INDEX,
-        amp=cfg.TEST.AMP,
-        fuse=cfg.TEST.SCALE_FUSE,
-    )
 
 
 def read_label(path: Path, cfg, dilate: int = 0) -> np.ndarray:
@@ -235,17 +217,14 @@ def _predict_one(
     out: Path,
     label_path: Path | None,
     label_dilate: int,
-    device,
+    tiles: TiledSettings,
     threshold: float,
     stem: str,
 ) -> dict:
     start = time.perf_counter()
     rgb = decode_image(photo)
     wire = wire_classes(cfg)
-    result = tiled_predict(
-        model, rgb, wire_threshold=threshold, wire_classes=wire,
-        return_prob=cfg.TEST.SAVE_PROB, **tiling_kwargs(cfg),
-    )
+    result = tiles.predict(model, rgb, wire_threshold=threshold, return_prob=cfg.TEST.SAVE_PROB)
     ids, prob = result if cfg.TEST.SAVE_PROB else (result, None)
     _atomic(out / "masks" / f"{stem}.png", lambda p: save_id_png(ids, p))
     if cfg.TEST.SAVE_PROB:
@@ -360,6 +339,7 @@ def predict_photos(
     threshold, source = resolve_threshold(cfg)
     if threshold > 0:
         logger.info("wire where P(wire) >= %.4g (%s)", threshold, source)
+    tiles = TiledSettings.from_cfg(cfg)
     first_peak = 0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -387,7 +367,7 @@ def predict_photos(
             label_path = candidate if candidate.is_file() else None
         try:
             summaries[index] = _predict_one(
-                model, cfg, photo, rel, out, label_path, label_dilate, device, threshold,
+                model, cfg, photo, rel, out, label_path, label_dilate, tiles, threshold,
                 stems[rel],
             )  # fmt: skip
             report.predicted.append(rel)

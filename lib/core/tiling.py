@@ -15,18 +15,22 @@ wires vanish, so `tools/predict.py` runs the network on native-resolution tiles 
 - Tiles of one row go through the network `tile_batch` at a time, and only one row band of
   scores (C, tile_h + overlap, W) is held: rows no later tile touches are finished and handed
   out (`iter_tiled_rows`), so memory does not grow with the photo beyond its label map.
+
+`TiledSettings` holds the tiles' and the inference's settings, built once from the config
+(`from_cfg`); its `predict` is `tiled_predict` with them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.core.inference import ScaleFusion, batch_scores
+from lib.core.inference import InferenceSettings, ScaleFusion, batch_scores
 from lib.core.thresholds import decide, probability_png, wire_probability
 from lib.datasets.base import MEAN, STD, normalise
 from lib.utils.runtime import device_of
@@ -39,6 +43,7 @@ __all__ = [
     "tiled_inference",
     "tiled_predict",
     "class_argmax",
+    "TiledSettings",
 ]
 
 
@@ -207,3 +212,43 @@ def tiled_predict(
         if prob is not None:
             prob[rows] = probability_png(wire_probability(scores, wire_classes))
     return (labels, prob) if return_prob else labels
+
+
+@dataclass(frozen=True)
+class TiledSettings:
+    """How `tiled_predict` runs over a photo: the tiles (tile_size (h, w), overlap, tile_batch,
+    align: TEST.TILE_SIZE, TILE_OVERLAP, TILE_BATCH) and `inference`, whose scales are
+    TEST.SCALE_LIST times TEST.TILE_SCALE (its base size, window and window batch are not
+    used: each tile is one window)."""
+
+    inference: InferenceSettings
+    tile_size: tuple[int, int] = (1024, 1024)
+    overlap: int = 256
+    tile_batch: int = 4
+    align: int = 32
+
+    @classmethod
+    def from_cfg(cls, cfg) -> TiledSettings:
+        whole = InferenceSettings.from_cfg(cfg)
+        return cls(
+            inference=replace(whole, scales=tuple(cfg.TEST.TILE_SCALE * s for s in whole.scales)),
+            tile_size=(cfg.TEST.TILE_SIZE[1], cfg.TEST.TILE_SIZE[0]),  # config: width x height
+            overlap=cfg.TEST.TILE_OVERLAP,
+            tile_batch=cfg.TEST.TILE_BATCH,
+        )
+
+    def kwargs(self) -> dict:
+        """`iter_tiled_rows` keyword arguments."""
+        s = self.inference
+        return dict(
+            num_classes=s.num_classes, tile_size=self.tile_size, overlap=self.overlap,
+            scales=s.scales, flip=s.flip, tile_batch=self.tile_batch, align=self.align,
+            align_corners=s.align_corners, output_index=s.output_index, amp=s.amp,
+            fuse=s.fuse, wire_classes=s.wire_classes,
+        )  # fmt: skip
+
+    def predict(self, model: nn.Module, image: np.ndarray, *, wire_threshold: float = 0.0,
+                return_prob: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """`tiled_predict` of an RGB uint8 (H, W, 3) photo with these settings."""
+        return tiled_predict(model, image, wire_threshold=wire_threshold,
+                             return_prob=return_prob, **self.kwargs())

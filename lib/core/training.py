@@ -5,6 +5,11 @@ save), `train_one_epoch` (every step of an iteration), `validate` (single scale,
 nodes) and under the legacy `python -m torch.distributed.launch`; tools/train.py is its command
 line. Every step of a training iteration is in `train_one_epoch`: data to device, lr, forward
 and loss (under autocast when TRAIN.AMP is set), a NaN check, backward, step, log.
+
+How many epochs run, when they are validated and when the run stops early is
+`lib.core.budget.EpochPlan` (TRAIN.END_EPOCH / EXTRA_EPOCH, TIME_BUDGET, EVAL_INTERVAL,
+STOP_AFTER_EPOCH); the best-checkpoint rule is `RunState.record_validation`; a caller that must
+say where to resume after an interruption passes a `Progress`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +28,7 @@ from tensorboardX import SummaryWriter
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 from tqdm import tqdm
+from yacs.config import CfgNode
 
 from lib.config import ExperimentPaths
 from lib.core import budget as time_budget
@@ -67,131 +74,200 @@ from lib.utils.runtime import configure_backends, limit, limit_worker_threads, s
 logger = logging.getLogger(__name__)
 
 
-def train(cfg, name: str, local_rank: int = -1, progress: dict | None = None) -> dict:
-    """Run a whole training; returns {"best_mIoU", "last": last validation metrics, "out_dir"}.
+@dataclass
+class Progress:
+    """How far a run got, kept up to date by `train` as it saves, so that a caller still knows
+    after `train` raised (Ctrl-C, a NaN loss): the checkpoint file and the last epoch it holds
+    (None until this run saved or resumed one)."""
 
-    `progress` (optional) is kept up to date with the checkpoint path and the last saved epoch,
-    so a caller can say where to resume after an interruption. Rank 0 holds the output
-    folder's lock for the whole run: a second training into the same folder is refused.
+    checkpoint: Path | None = None
+    saved_epoch: int | None = None
+
+    @property
+    def resumable(self) -> bool:
+        """Whether a checkpoint of this run holds a finished epoch to resume from."""
+        return bool(self.saved_epoch)
+
+    def interrupted_message(self) -> str:
+        """One line after Ctrl-C: what is saved and how to go on."""
+        if not self.saved_epoch or self.checkpoint is None:
+            return "interrupted before the first checkpoint was saved: nothing to resume"
+        return (
+            f"interrupted: {self.checkpoint} holds epoch {self.saved_epoch}; run the same command "
+            "with TRAIN.RESUME True to continue from there"
+        )
+
+
+@dataclass
+class RunState:
+    """What the loop carries from epoch to epoch: the next epoch to train, the best validation
+    mIoU so far and the last validation's metrics ({} until one ran in this process)."""
+
+    epoch: int
+    best_miou: float = 0.0
+    metrics: dict = field(default_factory=dict)
+
+    def record_validation(self, metrics: dict) -> bool:
+        """Keep `metrics` as the last validation's; True when their mIoU beats the best so far
+        (the best-checkpoint rule: best.pth is then replaced)."""
+        self.metrics = metrics
+        if metrics["miou"] > self.best_miou:
+            self.best_miou = metrics["miou"]
+            return True
+        return False
+
+    def result(self, out_dir: Path, **extra) -> dict:
+        return {"best_mIoU": self.best_miou, "last": self.metrics, "out_dir": out_dir, **extra}
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every epoch of a run uses: its config, processes, files, network and optimiser."""
+
+    cfg: CfgNode
+    info: DistInfo
+    paths: ExperimentPaths
+    writer: SummaryWriter | None
+    model: nn.Module  # the network itself (its state is what is saved)
+    ddp_model: nn.Module  # the network as trained (DistributedDataParallel when distributed)
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    loaders: dict
+
+
+def train(cfg, name: str, local_rank: int = -1, progress: Progress | None = None) -> dict:
+    """Run a whole training; returns {"best_mIoU", "last": last validation metrics, "out_dir"}
+    (and "stopped": the epoch count after TRAIN.STOP_AFTER_EPOCH stopped it).
+
+    `progress` (optional, a `Progress`) is updated as checkpoints are saved, so that a caller
+    can say where to resume after an interruption. Rank 0 holds the output folder's lock for
+    the whole run: a second training into the same folder is refused.
     """
     with contextlib.ExitStack() as held:
-        return _train(cfg, name, local_rank, progress, held)
+        return _train(cfg, name, local_rank, progress if progress is not None else Progress(), held)
 
 
-def _train(cfg, name: str, local_rank: int, progress: dict | None,
+def _train(cfg, name: str, local_rank: int, progress: Progress,
            held: contextlib.ExitStack) -> dict:
-    progress = progress if progress is not None else {}
     started = time_budget.clock()
+    run, state, saved_budget = _set_up(cfg, name, local_rank, held, progress)
+    plan = time_budget.EpochPlan(cfg, started, saved_budget)
+    while state.epoch < plan.end:
+        epoch = state.epoch
+        stats, iteration = _train_epoch(run, epoch, plan.main_epochs)
+        plan.trained(epoch + 1)
+        validated = plan.validates(epoch + 1)
+        best = validated and state.record_validation(_validate(run, epoch))
+        _save_checkpoint(run, state, epoch + 1, iteration, best, plan)
+        progress.saved_epoch = epoch + 1
+        logger.info("%s", _epoch_line(epoch, plan.end, stats, state.metrics if validated else None,
+                                      state.best_miou))
+        if plan.stops_early(epoch + 1):
+            logger.info(
+                "stopped after epoch %d (TRAIN.STOP_AFTER_EPOCH); resume with TRAIN.RESUME True "
+                "from %s", epoch + 1, run.paths.checkpoint,
+            )  # fmt: skip
+            if run.writer is not None:
+                run.writer.close()
+            return state.result(run.paths.out_dir, stopped=epoch + 1)
+        state.epoch += 1
+    plan.log_summary()
+    if run.info.is_main:
+        save_atomic(official_state_dict(run.model, run.criterion), run.paths.final)
+        run.writer.close()
+        logger.info("done: %s (best mIoU %.4f)", run.paths.final, state.best_miou)
+    return state.result(run.paths.out_dir)
+
+
+def _set_up(cfg, name: str, local_rank: int, held: contextlib.ExitStack, progress: Progress):
+    """(the `_Run`, the `RunState` to start from, the checkpoint's TRAIN.TIME_BUDGET record or
+    None): processes, seeds, the output folder (locked by rank 0), logging, data, network,
+    loss, optimiser, and the resumed state when the run continues (`progress` says so)."""
     info = init_distributed(local_rank)
-    device, main_rank = info.device, info.is_main
     seed_everything(cfg.SEED + info.rank)
     configure_backends(cfg)
     paths = ExperimentPaths.of(cfg, name)
     log_dir = paths.train_log_dir()
-    if main_rank:
+    if info.is_main:
         paths.out_dir.mkdir(parents=True, exist_ok=True)
         held.enter_context(output_lock(paths.out_dir, "training"))
-    setup_logging(info.rank, log_dir / f"{name}_train.log" if main_rank else None)
+    setup_logging(info.rank, log_dir / f"{name}_train.log" if info.is_main else None)
     logger.info("%s", info.describe())
-    writer = SummaryWriter(str(log_dir)) if main_rank else None
-    logger.info("config %s, %d process(es) on %s\n%s", name, info.world_size, device, cfg.dump())
+    writer = SummaryWriter(str(log_dir)) if info.is_main else None
+    logger.info("config %s, %d process(es) on %s\n%s", name, info.world_size, info.device,
+                cfg.dump())
 
     for key in ("TRAIN.AMP", "TEST.AMP"):  # fp16 on a CPU run: refused now, not at validation
         section, leaf = key.split(".")
-        autocast_dtype(cfg[section][leaf], device, key)
+        autocast_dtype(cfg[section][leaf], info.device, key)
     train_set, loaders = _datasets_and_loaders(cfg, info)
     model, criterion = _model_and_loss(cfg, info, getattr(train_set, "class_weights", None))
     optimizer = build_optimizer(cfg, model)
-    scaler = grad_scaler(cfg.TRAIN.AMP, device)  # enabled only for fp16 on CUDA
-    progress.update(checkpoint=paths.checkpoint, saved_epoch=None)
-    start_epoch, best_miou, resumed, saved_budget = _resume(cfg, paths, info, model, optimizer,
-                                                            scaler)
+    scaler = grad_scaler(cfg.TRAIN.AMP, info.device)  # enabled only for fp16 on CUDA
+    progress.checkpoint, progress.saved_epoch = paths.checkpoint, None
+    state, resumed, saved_budget = _resume(cfg, paths, info, model, optimizer, scaler)
     if resumed:
-        progress["saved_epoch"] = start_epoch
-    ddp_model = wrap_ddp(model, info)
+        progress.saved_epoch = state.epoch
+    run = _Run(cfg, info, paths, writer, model, wrap_ddp(model, info), criterion, optimizer,
+               scaler, loaders)
+    return run, state, saved_budget
 
-    budget = None  # TRAIN.TIME_BUDGET: the main phase's epoch count is planned from its speed
-    if cfg.TRAIN.TIME_BUDGET > 0:
-        budget = time_budget.EpochBudget.resumed(
-            cfg.TRAIN.TIME_BUDGET * 60, cfg.TRAIN.END_EPOCH, saved_budget)
-    spent_before = budget.spent_s if budget else 0.0
-    end_epoch = budget.end if budget else cfg.TRAIN.END_EPOCH + cfg.TRAIN.EXTRA_EPOCH
+
+def _train_epoch(run: _Run, epoch: int, main_epochs: int) -> tuple[dict, int]:
+    """(train_one_epoch's stats, the phase's iteration count after the epoch) for `epoch`."""
+    cfg = run.cfg
+    loader, schedule, phase_epoch, iters = _phase(cfg, run.loaders, epoch, main_epochs)
     freeze = [s.strip() for s in cfg.TRAIN.FREEZE_LAYERS.split(",") if s.strip()]
-    palette = palette_for(cfg.DATASET.DATASET, cfg.DATASET.NUM_CLASSES)
-    metrics: dict = {}
-    epoch, mark = start_epoch, time_budget.clock()
-    while epoch < end_epoch:
-        main_epochs = budget.end if budget else cfg.TRAIN.END_EPOCH
-        loader, schedule, phase_epoch, iters = _phase(cfg, loaders, epoch, main_epochs)
-        stats = train_one_epoch(
-            ddp_model, criterion, optimizer, loader,
-            epoch=epoch, schedule=schedule, first_iter=phase_epoch * iters,
-            device=device, scaler=scaler, amp=cfg.TRAIN.AMP,
-            channels_last=cfg.MODEL.CHANNELS_LAST,
-            freeze=freeze if epoch < cfg.TRAIN.FREEZE_EPOCHS else (),
-            writer=writer, print_freq=cfg.PRINT_FREQ,
-        )  # fmt: skip
-        if budget is not None:  # time since the last plan: this epoch, the last one's validation
-            now = time_budget.clock()
-            budget.update(epoch + 1, now - mark, spent_before + now - started)
-            budget.planned = broadcast_object(budget.planned)  # rank 0's plan on every rank
-            end_epoch, mark = budget.end, now
-        validated = (epoch + 1) % max(1, cfg.TRAIN.EVAL_INTERVAL) == 0 or epoch + 1 == end_epoch
-        if validated:
-            metrics = validate(
-                ddp_model, criterion, loaders["val"],
-                num_classes=cfg.DATASET.NUM_CLASSES, ignore_label=cfg.TRAIN.IGNORE_LABEL,
-                device=device, align_corners=cfg.MODEL.ALIGN_CORNERS, amp=cfg.TEST.AMP,
-                channels_last=cfg.MODEL.CHANNELS_LAST, writer=writer, epoch=epoch,
-                palette=palette, wire_metrics=wire_metrics_from_cfg(cfg),
-                window=tuple(cfg.TEST.VAL_WINDOW),
-            )  # fmt: skip
-        rngs = all_gather_object(rng_state())  # every rank's generators, for an exact resume
-        if main_rank:
-            state = official_state_dict(model, criterion)
-            if validated and metrics["miou"] > best_miou:
-                best_miou = metrics["miou"]
-                save_atomic(state, paths.best)
-            save_atomic(
-                {
-                    "epoch": epoch + 1,
-                    "best_mIoU": best_miou,
-                    "state_dict": state,
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "iteration": (phase_epoch + 1) * iters,
-                    "rng": rngs,
-                    **({"time_budget": budget.state(spent_before + time_budget.clock() - started)}
-                       if budget else {}),
-                    "metrics": {
-                        k: metrics[k]
-                        for k in ("miou", "iou", "confusion_matrix", "wire")
-                        if k in metrics
-                    },
-                },
-                paths.checkpoint,
-            )
-        progress["saved_epoch"] = epoch + 1
-        logger.info("%s", _epoch_line(epoch, end_epoch, stats, metrics if validated else None,
-                                      best_miou))
-        if epoch + 1 == cfg.TRAIN.STOP_AFTER_EPOCH < end_epoch:
-            logger.info(
-                "stopped after epoch %d (TRAIN.STOP_AFTER_EPOCH); resume with TRAIN.RESUME True "
-                "from %s", epoch + 1, paths.checkpoint,
-            )  # fmt: skip
-            if writer is not None:
-                writer.close()
-            return {"best_mIoU": best_miou, "last": metrics, "out_dir": paths.out_dir,
-                    "stopped": epoch + 1}
-        epoch += 1
-    if budget is not None:
-        logger.info("TRAIN.TIME_BUDGET %.1f min: %d epochs trained in %.1f min", budget.budget_s / 60,
-                    end_epoch, (spent_before + time_budget.clock() - started) / 60)
-    if main_rank:
-        save_atomic(official_state_dict(model, criterion), paths.final)
-        writer.close()
-        logger.info("done: %s (best mIoU %.4f)", paths.final, best_miou)
-    return {"best_mIoU": best_miou, "last": metrics, "out_dir": paths.out_dir}
+    stats = train_one_epoch(
+        run.ddp_model, run.criterion, run.optimizer, loader,
+        epoch=epoch, schedule=schedule, first_iter=phase_epoch * iters,
+        device=run.info.device, scaler=run.scaler, amp=cfg.TRAIN.AMP,
+        channels_last=cfg.MODEL.CHANNELS_LAST,
+        freeze=freeze if epoch < cfg.TRAIN.FREEZE_EPOCHS else (),
+        writer=run.writer, print_freq=cfg.PRINT_FREQ,
+    )  # fmt: skip
+    return stats, (phase_epoch + 1) * iters
+
+
+def _validate(run: _Run, epoch: int) -> dict:
+    """`validate` on the run's validation loader after `epoch` (TEST.VAL_WINDOW, wire scores)."""
+    cfg = run.cfg
+    return validate(
+        run.ddp_model, run.criterion, run.loaders["val"], ValidationSettings.from_cfg(cfg),
+        device=run.info.device, epoch=epoch, wire_metrics=wire_metrics_from_cfg(cfg),
+        writer=run.writer, palette=palette_for(cfg.DATASET.DATASET, cfg.DATASET.NUM_CLASSES),
+    )  # fmt: skip
+
+
+def _save_checkpoint(run: _Run, state: RunState, epochs_done: int, iteration: int, best: bool,
+                     plan: time_budget.EpochPlan) -> None:
+    """checkpoint.pth.tar after every epoch (and best.pth when `best`), written atomically by
+    rank 0; every rank's generators go in it, so that a resume is exact."""
+    rngs = all_gather_object(rng_state())  # a collective: every rank takes part
+    if not run.info.is_main:
+        return
+    weights = official_state_dict(run.model, run.criterion)
+    if best:
+        save_atomic(weights, run.paths.best)
+    save_atomic(
+        {
+            "epoch": epochs_done,
+            "best_mIoU": state.best_miou,
+            "state_dict": weights,
+            "optimizer": run.optimizer.state_dict(),
+            "scaler": run.scaler.state_dict(),
+            "iteration": iteration,
+            "rng": rngs,
+            **plan.checkpoint_state(),
+            "metrics": {
+                k: state.metrics[k]
+                for k in ("miou", "iou", "confusion_matrix", "wire")
+                if k in state.metrics
+            },
+        },
+        run.paths.checkpoint,
+    )
 
 
 def _datasets_and_loaders(cfg, info: DistInfo) -> tuple:
@@ -251,10 +327,11 @@ def _model_and_loss(cfg, info: DistInfo, class_weights) -> tuple[nn.Module, nn.M
     return model, build_criterion(cfg, class_weights).to(info.device)
 
 
-def _resume(cfg, paths: ExperimentPaths, info: DistInfo, model, optimizer, scaler):
-    """(first epoch, best mIoU so far, resumed?, the checkpoint's TRAIN.TIME_BUDGET record or
-    None): TRAIN.BEGIN_EPOCH and 0, or the checkpoint's, with the model, optimizer, scaler and
-    this rank's generators restored from it."""
+def _resume(cfg, paths: ExperimentPaths, info: DistInfo, model, optimizer,
+            scaler) -> tuple[RunState, bool, dict | None]:
+    """(the state to start from, resumed?, the checkpoint's TRAIN.TIME_BUDGET record or None):
+    TRAIN.BEGIN_EPOCH and best mIoU 0, or the checkpoint's epoch and best, with the model,
+    optimizer, scaler and this rank's generators restored from it."""
     resume = decide_resume(paths.checkpoint, cfg.TRAIN.RESUME or cfg.AUTO_RESUME, info)
     check_fresh_start(paths.out_dir, resume, cfg.TRAIN.OVERWRITE)
     if info.is_main:
@@ -262,7 +339,7 @@ def _resume(cfg, paths: ExperimentPaths, info: DistInfo, model, optimizer, scale
             say_if_renamed(paths, cfg.dump())
         write_text_atomic(paths.config, cfg.dump(), "the run's config")
     if not resume:
-        return cfg.TRAIN.BEGIN_EPOCH, 0.0, False, None
+        return RunState(cfg.TRAIN.BEGIN_EPOCH, 0.0), False, None
     ckpt = load_file(paths.checkpoint)
     load_weights(model, ckpt, strict=True)
     optimizer.load_state_dict(ckpt["optimizer"])
@@ -273,7 +350,7 @@ def _resume(cfg, paths: ExperimentPaths, info: DistInfo, model, optimizer, scale
         set_rng_state(rngs[info.rank])
     logger.info("resumed from %s at epoch %d (best mIoU %.4f)", paths.checkpoint, ckpt["epoch"],
                 ckpt["best_mIoU"])
-    return ckpt["epoch"], ckpt["best_mIoU"], True, ckpt.get("time_budget")
+    return RunState(ckpt["epoch"], ckpt["best_mIoU"]), True, ckpt.get("time_budget")
 
 
 def say_if_renamed(paths: ExperimentPaths, config: str) -> list[Path]:
@@ -546,40 +623,60 @@ def _windowed_outputs(net: nn.Module, images: torch.Tensor, window: tuple[int, i
     return [total / count for total in sums]
 
 
+@dataclass(frozen=True)
+class ValidationSettings:
+    """How `validate` runs: `num_classes`, `ignore_label` (TRAIN.IGNORE_LABEL), align_corners,
+    channels_last (MODEL.*), amp (TEST.AMP) and `window` (TEST.VAL_WINDOW, [w, h]: an image
+    larger than it goes through the network in windows of that size, the official sliding
+    grid, overlaps averaged, each output resized to its window, so that whole 5472x3078 photos
+    validate on small GPUs; an image that fits one window is validated whole, exactly as
+    without it)."""
+
+    num_classes: int
+    ignore_label: int
+    align_corners: bool = True
+    amp: str = ""
+    channels_last: bool = False
+    window: tuple[int, int] = (0, 0)
+
+    @classmethod
+    def from_cfg(cls, cfg) -> ValidationSettings:
+        return cls(num_classes=cfg.DATASET.NUM_CLASSES, ignore_label=cfg.TRAIN.IGNORE_LABEL,
+                   align_corners=cfg.MODEL.ALIGN_CORNERS, amp=cfg.TEST.AMP,
+                   channels_last=cfg.MODEL.CHANNELS_LAST, window=tuple(cfg.TEST.VAL_WINDOW))
+
+
 def validate(
     model: nn.Module,
     criterion: nn.Module,
     loader,
+    settings: ValidationSettings | None = None,
     *,
-    num_classes: int,
-    ignore_label: int,
     device: torch.device,
-    align_corners: bool = True,
-    amp: str = "",
-    channels_last: bool = False,
-    writer=None,
     epoch: int = 0,
+    wire_metrics: WireMetrics | None = None,
+    writer=None,
     palette: Sequence[Sequence[int]] | None = None,
     num_images: int = 3,
-    wire_metrics: WireMetrics | None = None,
-    window: Sequence[int] = (0, 0),
+    **fields,
 ) -> dict:
-    """Single-scale validation on whole images, as the official `validate`.
-
-    `window` (TEST.VAL_WINDOW, [w, h]): an image larger than it goes through the network in
-    windows of that size (the official sliding grid, overlaps averaged; each output resized
-    to its window), so that whole 5472x3078 photos validate on small GPUs; an image that fits
-    one window is validated whole, exactly as without it.
+    """Single-scale validation on whole images, as the official `validate`, with `settings`
+    (or, without them, `ValidationSettings(**fields)`: num_classes=..., ignore_label=..., ...).
 
     Under torch.distributed each rank runs its shard (use an unpadded sampler such as
     ShardSampler) and the confusion matrices and loss sums are added across ranks, so any number
     of processes reports the same numbers. Returns the main (last) output's metrics
-    (miou, iou, pixel_acc, mean_acc), `loss`, and `miou_per_output` for every model output.
+    (miou, iou, pixel_acc, mean_acc), `loss`, and `miou_per_output` for every model output;
+    with `wire_metrics`, "wire" (tolerant wire scores). With `writer`, the scores at `epoch`
+    and the first `num_images` predictions in `palette` colours go to TensorBoard.
     """
+    settings = settings if settings is not None else ValidationSettings(**fields)
+    num_classes, ignore_label = settings.num_classes, settings.ignore_label
+    align_corners, window = settings.align_corners, settings.window
     net = unwrap(model)  # no DDP in eval: ranks may run different numbers of batches
     net.eval()
-    amp_dtype = autocast_dtype(amp, device, "TEST.AMP")
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    amp_dtype = autocast_dtype(settings.amp, device, "TEST.AMP")
+    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     matrices: list[ConfusionMatrix] = []
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of loss * n, n)
     for b, (images, labels, _, _) in enumerate(
@@ -645,14 +742,3 @@ def validate(
         for c, iou in enumerate(result["iou"]):
             writer.add_scalar(f"valid_IoU/class_{c}", iou, epoch)
     return result
-
-
-def interrupted_message(progress: dict) -> str:
-    """One line after Ctrl-C: what is saved and how to go on."""
-    saved, ckpt = progress.get("saved_epoch"), progress.get("checkpoint")
-    if not saved or ckpt is None:
-        return "interrupted before the first checkpoint was saved: nothing to resume"
-    return (
-        f"interrupted: {ckpt} holds epoch {saved}; run the same command with TRAIN.RESUME True "
-        "to continue from there"
-    )

@@ -7,12 +7,12 @@ import os
 from yacs.config import CfgNode
 
 from lib.config import wire_classes
-from lib.datasets.base import DatasetError, ListDataset
+from lib.datasets.base import DatasetError, LabelOptions, ListDataset, TrainTransform
 from lib.datasets.cityscapes import CityscapesDataset
 from lib.datasets.daodixian import PowerLineDataset
 from lib.datasets.wire_aug import wire_augment_from_cfg
 
-__all__ = ["DATASETS", "DatasetError", "build_dataset"]
+__all__ = ["DATASETS", "DatasetError", "build_dataset", "label_options", "train_transform"]
 
 DATASETS = {
     "cityscapes": CityscapesDataset,
@@ -45,6 +45,19 @@ def build_dataset(cfg: CfgNode, split: str) -> ListDataset:
         num_classes=cfg.DATASET.NUM_CLASSES,
         ignore_label=cfg.TRAIN.IGNORE_LABEL,
         augment=augment,
+        transform=train_transform(cfg, augment),
+        labels=label_options(cfg, augment),
+        zoom=cfg.TEST.ZOOM if not augment else 1.0,
+        class_weights=list(cfg.DATASET.CLASS_WEIGHTS) or None,
+        skip_bad_samples=cfg.DATASET.SKIP_BAD_SAMPLES,
+        cache_dir=cfg.DATASET.CACHE_DIR or None,
+    )
+
+
+def train_transform(cfg: CfgNode, augment: bool = True) -> TrainTransform:
+    """How the training samples of `cfg` are made (the TRAIN section; DATASET.REDUCED_DECODE,
+    LABEL_RESAMPLING); the opt-in TRAIN.AUG_ZOOM and TRAIN.AUG_* steps only when `augment`."""
+    return TrainTransform(
         crop_size=tuple(cfg.TRAIN.IMAGE_SIZE),
         base_size=cfg.TRAIN.BASE_SIZE,
         multi_scale=cfg.TRAIN.MULTI_SCALE,
@@ -56,14 +69,17 @@ def build_dataset(cfg: CfgNode, split: str) -> ListDataset:
         downsample_rate=cfg.TRAIN.DOWNSAMPLERATE,
         reduced_decode=cfg.DATASET.REDUCED_DECODE,
         label_resampling=cfg.DATASET.LABEL_RESAMPLING,
-        class_weights=list(cfg.DATASET.CLASS_WEIGHTS) or None,
-        skip_bad_samples=cfg.DATASET.SKIP_BAD_SAMPLES,
         wire_augment=wire_augment_from_cfg(cfg) if augment else None,
-        label_dilate=cfg.WIRE.LABEL_DILATE,
-        dilate_classes=tuple(wire_classes(cfg)),
-        cache_dir=cfg.DATASET.CACHE_DIR or None,
-        zoom=cfg.TEST.ZOOM if not augment else 1.0,
-        label_fill=cfg.TRAIN.LABEL_FILL if augment else 0,
         aug_zoom=cfg.TRAIN.AUG_ZOOM if augment else 0.0,
         aug_zoom_max=cfg.TRAIN.AUG_ZOOM_MAX,
+    )
+
+
+def label_options(cfg: CfgNode, augment: bool = True) -> LabelOptions:
+    """How labels are read (WIRE.LABEL_DILATE of the wire classes; TRAIN.LABEL_FILL when
+    `augment`)."""
+    return LabelOptions(
+        label_dilate=cfg.WIRE.LABEL_DILATE,
+        dilate_classes=tuple(wire_classes(cfg)),
+        label_fill=cfg.TRAIN.LABEL_FILL if augment else 0,
     )

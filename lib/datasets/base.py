@@ -19,6 +19,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,8 @@ from lib.datasets.lists import parse_line
 if TYPE_CHECKING:  # only for the annotation: wire_aug imports the generator, which imports us
     from lib.datasets.wire_aug import WireAugment
 
-__all__ = ["DatasetError", "ListDataset", "MEAN", "STD", "label_tables", "normalise", "zoom_view"]
+__all__ = ["DatasetError", "LabelOptions", "ListDataset", "MEAN", "STD", "TrainTransform",
+           "label_tables", "normalise", "zoom_view"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +129,56 @@ class DatasetError(ValueError):
     """A bad list file or sample; the message names the list file, line and path."""
 
 
+@dataclass(frozen=True)
+class TrainTransform:
+    """How a training sample is made from a photo: the official gen_sample (a random scale
+    0.5 + randint(0, scale_factor) / 10 of `base_size` on the long side when `multi_scale`,
+    pad and random crop of `crop_size` (width, height), a brightness shift of up to
+    `brightness_shift` (0: none), a random horizontal flip, label down-sampling by
+    `downsample_rate`) and ours: `aug_zoom`, the probability that a crop is also zoomed in by a
+    factor drawn log-uniformly from [1, `aug_zoom_max`] (TRAIN.AUG_ZOOM, so wires up to that
+    many times wider are seen in training), and `wire_augment`, the opt-in TRAIN.AUG_* steps
+    after the crop. `reduced_decode` (DATASET.REDUCED_DECODE) computes only the crop window
+    from a reduced decode (the same samples); `label_resampling` (DATASET.LABEL_RESAMPLING)
+    is where the nearest label sample is taken."""
+
+    crop_size: tuple[int, int] = (1024, 512)
+    base_size: int = 2048
+    multi_scale: bool = True
+    scale_factor: int = 16
+    flip: bool = True
+    brightness_shift: int = 0
+    downsample_rate: int = 1
+    reduced_decode: bool = True
+    label_resampling: str = "centre"
+    wire_augment: WireAugment | None = None
+    aug_zoom: float = 0.0
+    aug_zoom_max: float = 4.0
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """How labels are read: `label_dilate` widens the labels of `dilate_classes` by this many
+    pixels (WIRE.LABEL_DILATE, for one-pixel-wide wire labels), in every split; `label_fill`
+    (training only, TRAIN.LABEL_FILL) first closes gaps of up to this many pixels between
+    their label pixels (a morphological closing), so a wide wire drawn as its two edges is
+    learnt as one filled band."""
+
+    label_dilate: int = 0
+    dilate_classes: tuple[int, ...] = (1,)
+    label_fill: int = 0
+
+
+def _options(cls, given, options: dict):
+    """`given`, or a `cls` of the fields of `cls` popped from `options` (the rest stays)."""
+    names = [f.name for f in fields(cls) if f.name in options]
+    if given is None:
+        return cls(**{name: options.pop(name) for name in names})
+    if names:
+        raise TypeError(f"{', '.join(names)} given both alone and in a {cls.__name__}")
+    return given
+
+
 class ListDataset(torch.utils.data.Dataset):
     """Any N-class data: label values are class ids in [0, num_classes) or the ignore label.
 
@@ -146,43 +198,32 @@ class ListDataset(torch.utils.data.Dataset):
         ignore_label: int = -1,
         *,
         augment: bool = False,
-        crop_size: tuple[int, int] = (1024, 512),
-        base_size: int = 2048,
-        multi_scale: bool = True,
-        scale_factor: int = 16,
-        flip: bool = True,
-        brightness_shift: int = 0,
-        downsample_rate: int = 1,
-        reduced_decode: bool = True,
-        label_resampling: str = "centre",
+        transform: TrainTransform | None = None,
+        labels: LabelOptions | None = None,
+        zoom: float = 1.0,
         class_weights: list[float] | tuple[float, ...] | None = None,
         skip_bad_samples: bool = False,
-        wire_augment: WireAugment | None = None,
-        label_dilate: int = 0,
-        dilate_classes: tuple[int, ...] = (1,),
         cache_dir: str | Path | None = None,
-        zoom: float = 1.0,
-        label_fill: int = 0,
-        aug_zoom: float = 0.0,
-        aug_zoom_max: float = 4.0,
+        **options: Any,
     ) -> None:
-        """`root`: folder the list paths are relative to; `crop_size`: (width, height).
+        """`root`: folder the list paths are relative to; `augment`: training samples made by
+        `transform` (a `TrainTransform`), else whole images; `labels`: how labels are read
+        (`LabelOptions`). Either may instead be given field by field in `options`
+        (`crop_size=(w, h)`, `label_dilate=1`, ...); what is not given keeps its default.
 
-        `wire_augment` (training only): the opt-in TRAIN.AUG_* steps after the official crop;
-        `label_dilate`: widen the labels of `dilate_classes` by this many pixels when they are
-        read (WIRE.LABEL_DILATE, for one-pixel-wide wire labels), in every split;
         `cache_dir` (training only): keep each photo's decodes there (DATASET.CACHE_DIR,
         `lib.datasets.cache`), the samples stay the same.
         `zoom` (evaluation only, TEST.ZOOM): each photo as if the camera were closer (> 1: the
         centre 1/zoom crop upscaled zoom times) or further (< 1: the photo downscaled); the
         label follows with nearest sampling before `label_dilate` widens it.
-        `label_fill` (training only, TRAIN.LABEL_FILL): close gaps of up to this many pixels
-        between the label pixels of `dilate_classes` before `label_dilate` (a morphological
-        closing), so a wide wire drawn as its two edges is learnt as one filled band.
-        `aug_zoom` (training only, TRAIN.AUG_ZOOM): the probability that a crop is also zoomed
-        in by a factor drawn log-uniformly from [1, `aug_zoom_max`] on top of the random scale,
-        so wires up to that many times wider are seen in training.
         """
+        transform = _options(TrainTransform, transform, options)
+        labels = _options(LabelOptions, labels, options)
+        if options:
+            raise TypeError(f"{type(self).__name__}: unknown options {', '.join(sorted(options))}")
+        crop_size, label_resampling = transform.crop_size, transform.label_resampling
+        aug_zoom, aug_zoom_max = transform.aug_zoom, transform.aug_zoom_max
+        label_fill = labels.label_fill
         if self.expected_num_classes is not None and num_classes != self.expected_num_classes:
             raise DatasetError(
                 f"{type(self).__name__} has {self.expected_num_classes} classes, "
@@ -194,13 +235,13 @@ class ListDataset(torch.utils.data.Dataset):
         self.ignore_label = ignore_label
         self.augment = augment
         self.crop_w, self.crop_h = int(crop_size[0]), int(crop_size[1])
-        self.base_size = base_size
-        self.multi_scale = multi_scale
-        self.scale_factor = scale_factor
-        self.flip = flip
-        self.brightness_shift = brightness_shift
-        self.downsample_rate = downsample_rate
-        self.reduced_decode = reduced_decode
+        self.base_size = transform.base_size
+        self.multi_scale = transform.multi_scale
+        self.scale_factor = transform.scale_factor
+        self.flip = transform.flip
+        self.brightness_shift = transform.brightness_shift
+        self.downsample_rate = transform.downsample_rate
+        self.reduced_decode = transform.reduced_decode
         if label_resampling not in LABEL_RESAMPLING:
             raise ValueError(
                 f"DATASET.LABEL_RESAMPLING is {label_resampling!r}; known: {', '.join(LABEL_RESAMPLING)}"
@@ -210,9 +251,10 @@ class ListDataset(torch.utils.data.Dataset):
         # wires several IoU points; "centre" samples the label at the pixel centres too.
         self.label_offset = LABEL_RESAMPLING[label_resampling]
         self.skip_bad_samples = skip_bad_samples
+        wire_augment = transform.wire_augment
         self.wire_augment = wire_augment if wire_augment is not None and wire_augment.active else None
-        self.label_dilate = int(label_dilate)
-        self.dilate_classes = tuple(int(c) for c in dilate_classes)
+        self.label_dilate = int(labels.label_dilate)
+        self.dilate_classes = tuple(int(c) for c in labels.dilate_classes)
         self.bad_samples = 0  # samples skipped in this process (with a warning each)
         self.class_weights = self._class_weights(class_weights)
         self._allowed, self._lut = self._build_lut()

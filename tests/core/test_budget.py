@@ -7,7 +7,8 @@ import math
 import pytest
 
 from lib.config import ConfigError, get_config
-from lib.core.budget import EpochBudget, finished_epochs
+from lib.core import budget
+from lib.core.budget import EpochBudget, EpochPlan, finished_epochs
 from tests.tools.conftest import DEMO_CFG
 
 
@@ -79,3 +80,28 @@ def test_budget_values_no_run_can_honour_are_one_line_errors(opts, words):
     with pytest.raises(ConfigError, match=words) as err:
         get_config(str(DEMO_CFG), opts)
     assert "\n" not in str(err.value)
+
+
+def test_epoch_plan_validates_every_interval_and_last_and_stops_where_asked():
+    cfg = get_config(str(DEMO_CFG), ["TRAIN.END_EPOCH", "5", "TRAIN.EXTRA_EPOCH", "2",
+                                     "TRAIN.EXTRA_LR", "0.001", "TRAIN.EVAL_INTERVAL", "3",
+                                     "TRAIN.STOP_AFTER_EPOCH", "4"])
+    plan = EpochPlan(cfg, budget.clock())
+    assert (plan.main_epochs, plan.end, plan.checkpoint_state()) == (5, 7, {})
+    assert [e for e in range(1, 8) if plan.validates(e)] == [3, 6, 7]
+    assert [e for e in range(1, 8) if plan.stops_early(e)] == [4]
+    last = get_config(str(DEMO_CFG), ["TRAIN.END_EPOCH", "4", "TRAIN.STOP_AFTER_EPOCH", "4"])
+    assert not EpochPlan(last, budget.clock()).stops_early(4)  # the run ends there anyway
+
+
+def test_epoch_plan_under_a_budget_plans_from_the_epochs_and_saves_the_time(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(budget, "clock", lambda: now[0])
+    cfg = get_config(str(DEMO_CFG), ["TRAIN.END_EPOCH", "20", "TRAIN.TIME_BUDGET", "5.5"])
+    plan = EpochPlan(cfg, started=now[0])
+    for done in (1, 2):
+        now[0] += 60.0
+        plan.trained(done)
+    assert plan.main_epochs == plan.end == 5
+    assert plan.checkpoint_state()["time_budget"] == {"budget_s": 330.0, "max_epochs": 20,
+                                                      "spent_s": 120.0, "planned": 5}

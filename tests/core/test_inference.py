@@ -7,7 +7,12 @@ from torch import nn
 
 from lib import models
 from lib.config import ConfigError, get_config
-from lib.core.inference import ScaleFusion, multi_scale_inference, sliding_windows
+from lib.core.inference import (
+    InferenceSettings,
+    ScaleFusion,
+    multi_scale_inference,
+    sliding_windows,
+)
 from lib.core.tiling import tiled_inference, tiled_predict
 
 
@@ -139,3 +144,18 @@ def test_tiled_prediction_fuses_the_scales_the_same_way():
     # at a threshold of 0.6 the sum (P = 0.55) loses the wire, the fusion keeps it
     assert not tiled_predict(model, photo, wire_threshold=0.6, **kw).any()
     assert tiled_predict(model, photo, wire_threshold=0.6, fuse="wire_max", **kw).all()
+
+
+def test_inference_settings_are_the_test_section_and_shrink_below_zoom_one():
+    cfg = get_config(None, ["TEST.SCALE_LIST", "[0.75, 2.0]", "TEST.FLIP_TEST", "True",
+                            "TEST.IMAGE_SIZE", "[48, 32]", "TEST.BASE_SIZE", "120"])
+    settings = InferenceSettings.from_cfg(cfg)
+    assert (settings.scales, settings.flip, settings.crop_size, settings.base_size) == (
+        (0.75, 2.0), True, (32, 48), 120)
+    assert settings.at_zoom(2.0) is settings
+    assert (settings.at_zoom(0.5).crop_size, settings.at_zoom(0.5).base_size) == ((16, 24), 60)
+    model, image = Constant(), torch.randn(1, 3, 50, 120)
+    two = InferenceSettings(**{**settings.__dict__, "num_classes": 2})
+    expected = multi_scale_inference(model, image, num_classes=2, scales=[0.75, 2.0], flip=True,
+                                     base_size=120, crop_size=[32, 48], wire_classes=[])
+    assert torch.equal(two.predict(model, image), expected)

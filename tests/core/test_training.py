@@ -230,3 +230,22 @@ def test_validation_in_windows_sees_no_more_than_a_window_and_assembles_the_imag
     seen.clear()
     fits = validate(net, criterion, batches(2, size=24), window=(32, 32), **common)
     assert set(seen) == {(24, 24)} and fits == whole  # one window: the official path itself
+
+
+def test_validation_settings_from_the_config_validate_as_the_keyword_form():
+    from lib.config import get_config
+    from lib.core.training import ValidationSettings
+
+    cfg = get_config(None, ["DATASET.NUM_CLASSES", "2", "TRAIN.IGNORE_LABEL", "255",
+                            "TEST.VAL_WINDOW", "[16, 10]"])
+    settings = ValidationSettings.from_cfg(cfg)
+    assert (settings.num_classes, settings.ignore_label, settings.window) == (2, 255, (16, 10))
+
+    def criterion(outputs, target):
+        return nn.functional.cross_entropy(outputs[-1], target)
+
+    net, cpu = nn.Conv2d(3, 2, 1), torch.device("cpu")
+    grouped = validate(net, criterion, batches(2, size=24), settings, device=cpu)
+    loose = validate(net, criterion, batches(2, size=24), num_classes=2, ignore_label=255,
+                     align_corners=cfg.MODEL.ALIGN_CORNERS, window=(16, 10), device=cpu)
+    assert grouped == loose

@@ -430,3 +430,20 @@ def test_a_list_file_saved_with_a_byte_order_mark_reads_its_first_path_whole(tmp
     ds = build_dataset(cfg, "val")
     assert ds.items[0]["image"] == tmp_path / "list" / "img" / "a.png"
     assert ds[0][0].shape == (3, H, W)
+
+
+def test_dataset_options_come_grouped_or_one_by_one_but_not_both():
+    from lib.datasets import label_options, train_transform
+    from lib.datasets.base import ListDataset, TrainTransform
+
+    cfg = get_config(None, ["WIRE.CLASSES", "[1]", "TRAIN.IMAGE_SIZE", "[96, 64]",
+                            "TRAIN.LABEL_FILL", "2", "TRAIN.AUG_ZOOM", "0.5"])
+    transform = train_transform(cfg)
+    assert (transform.crop_size, transform.aug_zoom) == ((96, 64), 0.5)
+    assert train_transform(cfg, augment=False).aug_zoom == 0.0
+    assert label_options(cfg).label_fill == 2 and label_options(cfg).dilate_classes == (1,)
+    assert label_options(cfg, augment=False).label_fill == 0
+    with pytest.raises(TypeError, match="crop_size given both alone and in a TrainTransform"):
+        ListDataset("root", "list.lst", 2, transform=TrainTransform(), crop_size=(8, 8))
+    with pytest.raises(TypeError, match="unknown options colour"):
+        ListDataset("root", "list.lst", 2, colour=1)
