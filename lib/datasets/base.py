@@ -40,6 +40,7 @@ from lib.datasets.decode import (
 )
 from lib.datasets.decode import target_size as scaled_size
 from lib.datasets.lists import parse_line
+from lib.datasets.transforms import Brightness, DownsampleLabel, HorizontalFlip
 
 if TYPE_CHECKING:  # only for the annotation: wire_aug imports the generator, which imports us
     from lib.datasets.wire_aug import WireAugment
@@ -155,6 +156,20 @@ class TrainTransform:
     aug_zoom: float = 0.0
     aug_zoom_max: float = 4.0
 
+    def after_crop(self) -> tuple:
+        """The steps after the crop, in the official order, those that are off left out
+        (lib.datasets.transforms): brightness, the TRAIN.AUG_* steps, flip, label down-sampling."""
+        steps: list = []
+        if self.brightness_shift:
+            steps.append(Brightness(int(self.brightness_shift)))
+        if self.wire_augment is not None and self.wire_augment.active:
+            steps.append(self.wire_augment)
+        if self.flip:
+            steps.append(HorizontalFlip())
+        if self.downsample_rate != 1:
+            steps.append(DownsampleLabel(int(self.downsample_rate)))
+        return tuple(steps)
+
 
 @dataclass(frozen=True)
 class LabelOptions:
@@ -253,6 +268,7 @@ class ListDataset(torch.utils.data.Dataset):
         self.skip_bad_samples = skip_bad_samples
         wire_augment = transform.wire_augment
         self.wire_augment = wire_augment if wire_augment is not None and wire_augment.active else None
+        self.after_crop = transform.after_crop()  # the steps after the crop, a list (transforms.py)
         self.label_dilate = int(labels.label_dilate)
         self.dilate_classes = tuple(int(c) for c in labels.dilate_classes)
         self.bad_samples = 0  # samples skipped in this process (with a warning each)
@@ -555,22 +571,8 @@ class ListDataset(torch.utils.data.Dataset):
                 nearest = cv2.INTER_NEAREST_EXACT if self.label_offset else cv2.INTER_NEAREST
                 raw = cv2.resize(raw, size, interpolation=nearest)
             image, label = self._random_crop(image, raw)
-        if self.brightness_shift and random.random() >= 0.5:
-            shift = random.randint(-self.brightness_shift, self.brightness_shift)
-            image = np.clip(image.astype(np.int16) + shift, 0, 255).astype(np.uint8)
-        if self.wire_augment is not None:  # (ours) opt-in TRAIN.AUG_* steps
-            image, label = self.wire_augment(image, label, random)
-        if self.flip and random.randint(0, 1):
-            image, label = image[:, ::-1], label[:, ::-1]
-        if self.downsample_rate != 1:
-            rate = 1.0 / self.downsample_rate
-            label = cv2.resize(
-                np.ascontiguousarray(label, dtype=np.int32),
-                None,
-                fx=rate,
-                fy=rate,
-                interpolation=cv2.INTER_NEAREST,
-            )
+        for step in self.after_crop:  # brightness, TRAIN.AUG_*, flip, label down-sampling
+            image, label = step(image, label, random)
         return image, label
 
     def _scaled_crop(

@@ -447,3 +447,31 @@ def test_dataset_options_come_grouped_or_one_by_one_but_not_both():
         ListDataset("root", "list.lst", 2, transform=TrainTransform(), crop_size=(8, 8))
     with pytest.raises(TypeError, match="unknown options colour"):
         ListDataset("root", "list.lst", 2, colour=1)
+
+
+def test_the_steps_after_the_crop_are_a_list_built_from_the_config(tmp_path):
+    from lib.datasets import train_transform
+    from lib.datasets.transforms import Brightness, DownsampleLabel, HorizontalFlip
+    from lib.datasets.wire_aug import WireAugment
+
+    cfg = get_config(None, ["WIRE.CLASSES", "[1]", "TRAIN.RANDOM_BRIGHTNESS", "True",
+                            "TRAIN.RANDOM_BRIGHTNESS_SHIFT_VALUE", "7", "TRAIN.AUG_BLUR", "0.5",
+                            "TRAIN.DOWNSAMPLERATE", "2"])
+    steps = train_transform(cfg).after_crop()
+    assert [type(s) for s in steps] == [Brightness, WireAugment, HorizontalFlip, DownsampleLabel]
+    assert steps[0].shift == 7 and steps[3].rate == 2
+    no_aug = [type(s) for s in train_transform(cfg, augment=False).after_crop()]
+    assert no_aug == [Brightness, HorizontalFlip, DownsampleLabel]  # TRAIN.AUG_* train only
+    assert train_transform(get_config(None, ["TRAIN.FLIP", "False"])).after_crop() == ()
+    # the dataset runs exactly its list: a label halved by DownsampleLabel, a mirrored photo
+    line = _write(tmp_path, "a", *_sample())
+    plain = {"TRAIN.IMAGE_SIZE": f"[{W}, {H}]", "TRAIN.BASE_SIZE": W, "TRAIN.FLIP": "False",
+             "TRAIN.MULTI_SCALE": "False"}
+    ds = build_dataset(_cfg(tmp_path, [line], **plain, **{"TRAIN.DOWNSAMPLERATE": 2}), "train")
+    assert [type(s) for s in ds.after_crop] == [DownsampleLabel]
+    assert ds[0][1].shape == (H // 2, W // 2)
+    ds = build_dataset(_cfg(tmp_path, [line], **plain), "train")
+    image, label = ds[0][0], ds[0][1]
+    ds.after_crop = (lambda image, label, rng: (image[:, ::-1], label[:, ::-1]),)
+    torch.testing.assert_close(ds[0][0], image.flip(-1))
+    torch.testing.assert_close(ds[0][1], label.flip(-1))
