@@ -218,14 +218,11 @@ def _train_epoch(run: _Run, epoch: int, main_epochs: int) -> tuple[dict, int]:
     """(train_one_epoch's stats, the phase's iteration count after the epoch) for `epoch`."""
     cfg = run.cfg
     loader, schedule, phase_epoch, iters = _phase(cfg, run.loaders, epoch, main_epochs)
-    freeze = [s.strip() for s in cfg.TRAIN.FREEZE_LAYERS.split(",") if s.strip()]
     stats = train_one_epoch(
         run.ddp_model, run.criterion, run.optimizer, loader,
         epoch=epoch, schedule=schedule, first_iter=phase_epoch * iters,
-        device=run.info.device, scaler=run.scaler, amp=cfg.TRAIN.AMP,
-        channels_last=cfg.MODEL.CHANNELS_LAST,
-        freeze=freeze if epoch < cfg.TRAIN.FREEZE_EPOCHS else (),
-        writer=run.writer, print_freq=cfg.PRINT_FREQ,
+        device=run.info.device, scaler=run.scaler, step=StepSettings.from_cfg(cfg, epoch),
+        writer=run.writer,
     )  # fmt: skip
     return stats, (phase_epoch + 1) * iters
 
@@ -504,6 +501,25 @@ def _freeze_batchnorm(model: nn.Module, prefixes: Sequence[str]) -> None:
             module.eval()
 
 
+@dataclass(frozen=True)
+class StepSettings:
+    """How each training step runs: autocast `amp` (TRAIN.AMP), `channels_last` inputs
+    (MODEL.CHANNELS_LAST), the layers kept `freeze`-n (TRAIN.FREEZE_LAYERS while the epoch is
+    below TRAIN.FREEZE_EPOCHS), and the loss check / log every `print_freq` iterations."""
+
+    amp: str = ""
+    channels_last: bool = False
+    freeze: tuple[str, ...] = ()
+    print_freq: int = 20
+
+    @classmethod
+    def from_cfg(cls, cfg, epoch: int) -> StepSettings:
+        frozen = [s.strip() for s in cfg.TRAIN.FREEZE_LAYERS.split(",") if s.strip()]
+        return cls(amp=cfg.TRAIN.AMP, channels_last=cfg.MODEL.CHANNELS_LAST,
+                   freeze=tuple(frozen) if epoch < cfg.TRAIN.FREEZE_EPOCHS else (),
+                   print_freq=cfg.PRINT_FREQ)
+
+
 def train_one_epoch(
     model: nn.Module,
     criterion: nn.Module,
@@ -515,17 +531,22 @@ def train_one_epoch(
     first_iter: int,
     device: torch.device,
     scaler: torch.amp.GradScaler,
-    amp: str = "",
-    channels_last: bool = False,
-    freeze: Sequence[str] = (),
+    step: StepSettings | None = None,
     writer=None,
-    print_freq: int = 20,
+    **fields,
 ) -> dict:
-    """One pass over `loader`; iteration i uses the lr `schedule` gives iteration first_iter + i.
+    """One pass over `loader`; iteration i uses the lr `schedule` gives iteration first_iter + i,
+    each step as `step` says (or, without it, `StepSettings(**fields)`: amp=..., freeze=...).
 
     Returns {"loss": mean loss over ranks and iterations, "lr": last lr, "seconds": wall time}.
     Raises NonFiniteLossError naming the epoch and iteration when any rank's loss is NaN/inf.
     """
+    if step is None:
+        step = StepSettings(**fields)
+    elif fields:
+        raise TypeError(f"{', '.join(sorted(fields))} given both alone and in a StepSettings")
+    amp, channels_last, freeze, print_freq = (step.amp, step.channels_last, step.freeze,
+                                              step.print_freq)
     model.train()
     amp_dtype = autocast_dtype(amp, device, "TRAIN.AMP")
     _freeze_batchnorm(model, freeze)

@@ -249,3 +249,22 @@ def test_validation_settings_from_the_config_validate_as_the_keyword_form():
     loose = validate(net, criterion, batches(2, size=24), num_classes=2, ignore_label=255,
                      align_corners=cfg.MODEL.ALIGN_CORNERS, window=(16, 10), device=cpu)
     assert grouped == loose
+
+
+def test_step_settings_come_from_the_config_or_field_by_field_but_not_both():
+    from lib.config import get_config
+    from lib.core.training import StepSettings
+
+    cfg = get_config(None, ["TRAIN.AMP", "bf16", "TRAIN.FREEZE_LAYERS", "conv1, bn1",
+                            "TRAIN.FREEZE_EPOCHS", "2", "PRINT_FREQ", "7"])
+    assert StepSettings.from_cfg(cfg, epoch=1) == StepSettings("bf16", False, ("conv1", "bn1"), 7)
+    assert StepSettings.from_cfg(cfg, epoch=2).freeze == ()  # the frozen epochs are over
+    model = TinySeg()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    kw = dict(epoch=0, schedule=PolySchedule(0.1, 4), first_iter=0, device=torch.device("cpu"),
+              scaler=torch.amp.GradScaler("cpu", enabled=False))
+    with pytest.raises(TypeError, match="print_freq given both alone and in a StepSettings"):
+        train_one_epoch(model, nn.CrossEntropyLoss(), opt, batches(1), step=StepSettings(),
+                        print_freq=3, **kw)
+    with pytest.raises(TypeError, match="colour"):
+        train_one_epoch(model, nn.CrossEntropyLoss(), opt, batches(1), colour=1, **kw)
