@@ -90,6 +90,7 @@ def run(work: Path, model: str, backend: str, multiscale: bool) -> dict:
     suffix, opts = BACKENDS[backend]
     scales = ["TEST.SCALE_LIST", "[0.5, 0.75, 1.0]", "TEST.FLIP_TEST", "True"] if multiscale \
         else ["TEST.SCALE_LIST", "[1.0]", "TEST.FLIP_TEST", "False"]
+    scales += ["TEST.SCALE_FUSE", "sum"]  # the tables' fusion, whatever the yaml asks
     out = work / f"out_{model}_{backend}{'_ms' if multiscale else ''}"
     cmd = ["/usr/bin/time", "-f", "peak_rss_kb=%M", sys.executable, "tools/predict.py",
            "--cfg", CFG[model], "--input", str(work / "photo"), "--output", str(out),
