@@ -125,6 +125,10 @@ def test_int8_keep_names_the_layers_left_unquantised(trained_like, tmp_path, cap
     assert export_tool.main(["--output", str(tmp_path / "b.xml"), "--int8-keep", "", *common]) == 0
     assert "every layer quantised" in capsys.readouterr().out
     assert "ocr_distri_head" in _quantised_layers(tmp_path / "b_int8.xml")
+    # the default: the OCR head's 3x3 convolution quantised, its attention and classifiers not
+    assert export_tool.main(["--output", str(tmp_path / "c.xml"), *common]) == 0
+    assert "ocr_gather, ocr_distri, cls_head, aux_head, refine unquantised" in capsys.readouterr().out
+    assert _quantised_layers(tmp_path / "c_int8.xml") == quantised
 
 
 @needs_openvino
