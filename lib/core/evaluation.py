@@ -48,6 +48,7 @@ from lib.utils.distributed import (
     unwrap,
 )
 from lib.utils.logs import setup_logging
+from lib.utils.options import grouped
 from lib.utils.runtime import configure_backends, device_of, limit, limit_worker_threads
 
 logger = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ def testval(
     >= threshold makes a wire pixel (lib/core/thresholds.py). `sweep` (a ThresholdSweep)
     collects wire P/R for many thresholds at once.
     """
-    settings = settings if settings is not None else InferenceSettings(**inference)
+    settings = grouped(InferenceSettings, settings, inference)
     net = unwrap(model).eval()
     device = device_of(net)
     has_labels = getattr(loader.dataset, "has_labels", True)

@@ -103,10 +103,8 @@ class ScaleFusion:
         self.mode, self.wire = mode, [int(c) for c in wire_classes]
         self.total: torch.Tensor | None = None  # sum: exp-logits; wire_max: other classes' sum
         self.wire_max: torch.Tensor | None = None
-        self.count = 0
 
     def add(self, scores: torch.Tensor) -> None:
-        self.count += 1
         if self.mode == "sum":
             self.total = scores if self.total is None else self.total + scores
             return

@@ -85,12 +85,11 @@ def _overlaps(origins: list[int], tile: int) -> list[tuple[int, int]]:
 
 def _tile_scores(
     model: nn.Module, x: torch.Tensor, scales: Sequence[float], kwargs: dict,
-    fusion: tuple[str, Sequence[int]] = ("sum", (1,)),
+    fused: ScaleFusion,
 ) -> torch.Tensor:
-    """(N, 3, h, w) tiles -> (N, C, h, w) exp-logits summed over scales (test.py semantics), or
-    fused by `fusion` = (TEST.SCALE_FUSE, wire classes) as `lib.core.inference.ScaleFusion`."""
+    """(N, 3, h, w) tiles -> (N, C, h, w) scores over `scales` combined by a fresh `fused`
+    (lib.core.inference.ScaleFusion: the official sum, or TEST.SCALE_FUSE wire_max)."""
     h, w = x.shape[-2:]
-    fused = ScaleFusion(*fusion)
     for scale in scales:
         size = (max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5)))
         xs = (
@@ -157,7 +156,8 @@ def iter_tiled_rows(
             tiles = torch.stack(
                 [normalise(image[y0 : y0 + th, xs[j] : xs[j] + tw], mean, std) for j in cols]
             )
-            scores = _tile_scores(model, tiles.to(device), scales, kwargs, (fuse, wire_classes))
+            scores = _tile_scores(model, tiles.to(device), scales, kwargs,
+                                  ScaleFusion(fuse, wire_classes))
             r0 = y0 - band_y0
             for k, j in enumerate(cols):
                 weight = row_weight[:, None] * col_weights[j][None, :]

@@ -69,6 +69,7 @@ from lib.utils.distributed import (
 from lib.utils.lock import output_lock
 from lib.utils.logs import setup_logging
 from lib.utils.optim import PolySchedule, build_optimizer
+from lib.utils.options import grouped
 from lib.utils.runtime import configure_backends, limit, limit_worker_threads, seed_everything
 
 logger = logging.getLogger(__name__)
@@ -541,10 +542,7 @@ def train_one_epoch(
     Returns {"loss": mean loss over ranks and iterations, "lr": last lr, "seconds": wall time}.
     Raises NonFiniteLossError naming the epoch and iteration when any rank's loss is NaN/inf.
     """
-    if step is None:
-        step = StepSettings(**fields)
-    elif fields:
-        raise TypeError(f"{', '.join(sorted(fields))} given both alone and in a StepSettings")
+    step = grouped(StepSettings, step, fields)
     amp, channels_last, freeze, print_freq = (step.amp, step.channels_last, step.freeze,
                                               step.print_freq)
     model.train()
@@ -691,7 +689,7 @@ def validate(
     with `wire_metrics`, "wire" (tolerant wire scores). With `writer`, the scores at `epoch`
     and the first `num_images` predictions in `palette` colours go to TensorBoard.
     """
-    settings = settings if settings is not None else ValidationSettings(**fields)
+    settings = grouped(ValidationSettings, settings, fields)
     num_classes, ignore_label = settings.num_classes, settings.ignore_label
     align_corners, window = settings.align_corners, settings.window
     net = unwrap(model)  # no DDP in eval: ranks may run different numbers of batches

@@ -19,7 +19,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,7 @@ from lib.datasets.decode import (
 from lib.datasets.decode import target_size as scaled_size
 from lib.datasets.lists import parse_line
 from lib.datasets.transforms import Brightness, DownsampleLabel, HorizontalFlip
+from lib.utils.options import grouped
 
 if TYPE_CHECKING:  # only for the annotation: wire_aug imports the generator, which imports us
     from lib.datasets.wire_aug import WireAugment
@@ -184,16 +185,6 @@ class LabelOptions:
     label_fill: int = 0
 
 
-def _options(cls, given, options: dict):
-    """`given`, or a `cls` of the fields of `cls` popped from `options` (the rest stays)."""
-    names = [f.name for f in fields(cls) if f.name in options]
-    if given is None:
-        return cls(**{name: options.pop(name) for name in names})
-    if names:
-        raise TypeError(f"{', '.join(names)} given both alone and in a {cls.__name__}")
-    return given
-
-
 class ListDataset(torch.utils.data.Dataset):
     """Any N-class data: label values are class ids in [0, num_classes) or the ignore label.
 
@@ -232,8 +223,8 @@ class ListDataset(torch.utils.data.Dataset):
         centre 1/zoom crop upscaled zoom times) or further (< 1: the photo downscaled); the
         label follows with nearest sampling before `label_dilate` widens it.
         """
-        transform = _options(TrainTransform, transform, options)
-        labels = _options(LabelOptions, labels, options)
+        transform = grouped(TrainTransform, transform, options, rest=True)
+        labels = grouped(LabelOptions, labels, options, rest=True)
         if options:
             raise TypeError(f"{type(self).__name__}: unknown options {', '.join(sorted(options))}")
         crop_size, label_resampling = transform.crop_size, transform.label_resampling
