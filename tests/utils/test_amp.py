@@ -36,6 +36,21 @@ def test_bf16_falls_back_to_fp32_without_native_support(monkeypatch, caplog):
     assert caplog.text.count("TEST.AMP bf16") == 1
 
 
+@pytest.mark.parametrize("flags, native", [
+    ({}, False),                                  # AVX-512 only: oneDNN emulates bf16
+    ({"avx512_bf16": True}, True),                # Cooper Lake, Zen 4
+    ({"amx_bf16": True}, True),                   # Sapphire Rapids and later
+])
+def test_cpu_bf16_counts_only_native_instructions(monkeypatch, flags, native):
+    caps = {"avx512_f": True, "avx512_bf16": False, "amx_bf16": False, **flags}
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps, raising=False)
+    # what oneDNN says on plain AVX-512, where it runs bf16 by emulation
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    assert amp.bf16_supported("cpu") is native
+    monkeypatch.setattr(amp, "_WARNED", set())
+    assert autocast_dtype("bf16", "cpu") is (torch.bfloat16 if native else None)
+
+
 @pytest.mark.skipif(not amp.bf16_supported("cpu"), reason="this CPU has no native bfloat16")
 def test_bf16_autocast_runs_convolutions_in_bf16():
     dtype = autocast_dtype("bf16", "cpu")
