@@ -4,6 +4,8 @@
   --what infer   eval forward passes (images/s, argmax agreement with fp32 eager); also
                  --variants onnxruntime,"onnxruntime int8",openvino,"openvino bf16",
                  "openvino int8","openvino int8 bf16" [--calibrate photos/] (exported on the fly);
+                 an INT8 variant + " keep=a+b" leaves layers a, b unquantised (export_onnx.py
+                 --int8-keep; "keep=none": every layer INT8), so keep sets are timed side by side
                  --weights trained.pth --photo real.jpg: agreement on a trained model's real scene
   --what train   SGD steps: forward, loss, backward, step
   --what data    one worker decoding a photo at the training's random scales, three ways,
@@ -150,7 +152,7 @@ def _run(args: argparse.Namespace, cfg, device: torch.device) -> dict:
             result.update(scales=scales, flip=not args.no_flip, window_batch=window_batch)
 
         calibration = None
-        if args.calibrate and any(v.exported and "int8" in v.name for v in variants):
+        if args.calibrate and any(v.int8 for v in variants):
             calibration = calibration_images(args.calibrate, *args.input_size)
 
         def factory(variant: bm.Variant):

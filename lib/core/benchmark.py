@@ -40,7 +40,7 @@ from torch import nn
 
 from lib.core.backends import OnnxRuntimeModel, OpenVinoModel
 from lib.core.criterion import build_criterion
-from lib.core.export import export_onnx, export_openvino, quantize_int8, quantize_openvino
+from lib.core.export import KEEP_FP32, export_onnx, export_openvino, quantize_int8, quantize_openvino
 from lib.core.inference import InferenceSettings
 from lib.datasets import build_dataset
 from lib.datasets.base import ListDataset
@@ -68,6 +68,10 @@ _TOKENS = {"channels_last", "bn folded", "compile", *[k for k in AMP_NAMES if k]
 ORT_VARIANTS = ("onnxruntime", "onnxruntime int8")
 OPENVINO_VARIANTS = ("openvino", "openvino bf16", "openvino int8", "openvino int8 bf16")
 EXPORTED_VARIANTS = ORT_VARIANTS + OPENVINO_VARIANTS
+# an INT8 variant may name what it leaves unquantised (tools/export_onnx.py --int8-keep), so
+# that keep sets are timed side by side: "openvino int8 keep=ocr_gather+cls_head",
+# "openvino int8 keep=none" (every layer INT8); without it, lib.core.export.KEEP_FP32
+KEEP_MARK = " keep="
 
 
 @dataclass(frozen=True)
@@ -79,11 +83,21 @@ class Variant:
     amp: str = ""
     fold_bn: bool = False
     compile: bool = False
+    int8_keep: tuple[str, ...] = KEEP_FP32  # INT8 variants: name parts left unquantised
+
+    @property
+    def base(self) -> str:
+        """The name without its keep= part."""
+        return self.name.split(KEEP_MARK, 1)[0]
 
     @property
     def exported(self) -> bool:
         """Run by ONNX Runtime or OpenVINO rather than PyTorch."""
-        return self.name in EXPORTED_VARIANTS
+        return self.base in EXPORTED_VARIANTS
+
+    @property
+    def int8(self) -> bool:
+        return self.exported and "int8" in self.base.split()
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -95,6 +109,15 @@ def parse_variant(name: str) -> Variant:
     name = name.strip()
     if name == "fp32 eager" or name in EXPORTED_VARIANTS:
         return Variant(name)
+    if KEEP_MARK in name:
+        base, parts = name.split(KEEP_MARK, 1)
+        if base not in EXPORTED_VARIANTS or "int8" not in base.split():
+            raise ValueError(f"variant {name!r}: keep= follows an INT8 variant "
+                             f"({[v for v in EXPORTED_VARIANTS if 'int8' in v]})")
+        keep = () if parts.strip() == "none" else tuple(p.strip() for p in parts.split("+"))
+        if not all(keep):
+            raise ValueError(f"variant {name!r}: keep= takes '+'-joined layer names or none")
+        return Variant(name, int8_keep=keep)
     tokens = {t.strip() for t in name.split("+")}
     unknown = tokens - _TOKENS
     if unknown:
@@ -308,21 +331,25 @@ def exported_model(model: nn.Module, variant: Variant, height: int, width: int, 
     path = Path(folder) / "model.onnx"
     if not path.is_file():  # files already in `folder` are reused (variants of one export)
         export_onnx(model, path, height=height, width=width, dynamic=True)
-    int8 = "int8" in variant.name.split()
+    int8 = variant.int8
     if int8 and calibration is None:
         calibration = random_image(8, height, width, seed=1)
     threads = torch.get_num_threads()
-    if variant.name.startswith("openvino"):
+    # one INT8 model per keep set, shared by the variants that differ only in precision
+    stem = "model_int8" + ("" if variant.int8_keep == KEEP_FP32 else
+                           "_keep_" + ("-".join(variant.int8_keep) or "none"))
+    if variant.base.startswith("openvino"):
         xml = path.with_suffix(".xml")
         path = xml if xml.is_file() else export_openvino(path, xml)
         if int8:
-            target = path.with_name("model_int8.xml")
-            path = target if target.is_file() else quantize_openvino(path, target, calibration)
-        return OpenVinoModel(path, threads=threads, amp="bf16" if "bf16" in variant.name else "")
+            target = path.with_name(stem + ".xml")
+            path = target if target.is_file() else quantize_openvino(
+                path, target, calibration, keep_fp32=variant.int8_keep)
+        return OpenVinoModel(path, threads=threads, amp="bf16" if "bf16" in variant.base else "")
     if int8:
-        target = path.with_name("model_int8.onnx")
+        target = path.with_name(stem + ".onnx")
         if not target.is_file():
-            quantize_int8(path, target, calibration)
+            quantize_int8(path, target, calibration, keep_fp32=variant.int8_keep)
         path = target
     return OnnxRuntimeModel(path, threads=threads)
 

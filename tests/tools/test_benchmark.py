@@ -11,6 +11,7 @@ import torch
 
 from lib.core import benchmark as bm
 from lib.core.benchmark import parse_variant
+from lib.core.export import KEEP_FP32
 from tools.benchmark import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,6 +126,40 @@ def test_onnx_runtime_rows_fp32_and_int8_calibrated_on_photos(tmp_path):
     # real-photo F1 of INT8 models is in docs/benchmarks.md)
     assert rows["onnxruntime int8"]["images_per_s"] > 0
     assert rows["onnxruntime int8"]["max_abs_diff"] > 0
+
+
+def test_int8_variants_name_what_they_leave_unquantised():
+    default = parse_variant("openvino int8 bf16")
+    assert default.int8 and default.int8_keep == KEEP_FP32
+    v = parse_variant("openvino int8 bf16 keep=cls_head+aux_head.3")
+    assert v.base == "openvino int8 bf16" and v.exported and v.int8
+    assert v.int8_keep == ("cls_head", "aux_head.3")
+    assert parse_variant("onnxruntime int8 keep=none").int8_keep == ()
+    for bad in ("openvino keep=cls_head", "fp32 eager keep=cls_head", "openvino int8 keep=a++b"):
+        with pytest.raises(ValueError, match="keep="):
+            parse_variant(bad)
+
+
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")),
+    reason="onnx/onnxruntime not installed (pip install -r requirements-optional.txt)",
+)
+def test_keep_sets_are_quantised_separately_in_one_run(tmp_path, monkeypatch):
+    keeps = []
+    quantize = bm.quantize_int8
+
+    def spy(source, target, calibration, keep_fp32):
+        keeps.append((Path(target).name, keep_fp32))
+        return quantize(source, target, calibration, keep_fp32=keep_fp32)
+
+    monkeypatch.setattr(bm, "quantize_int8", spy)
+    result = _run(tmp_path, "--what", "infer", "--input-size", "64x96", "--variants",
+                  "fp32 eager,onnxruntime int8,onnxruntime int8 keep=none")
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert all(rows[v]["images_per_s"] > 0 for v in ("onnxruntime int8", "onnxruntime int8 keep=none"))
+    assert keeps == [("model_int8.onnx", KEEP_FP32), ("model_int8_keep_none.onnx", ())]
+    # the classifiers quantised too: another model, other numbers
+    assert rows["onnxruntime int8 keep=none"]["max_abs_diff"] != rows["onnxruntime int8"]["max_abs_diff"]
 
 
 def test_a_bf16_row_on_a_device_without_bf16_says_it_ran_fp32(tmp_path, monkeypatch, capsys):
