@@ -40,7 +40,13 @@ from torch import nn
 
 from lib.core.backends import OnnxRuntimeModel, OpenVinoModel
 from lib.core.criterion import build_criterion
-from lib.core.export import KEEP_FP32, export_onnx, export_openvino, quantize_int8, quantize_openvino
+from lib.core.export import (
+    KEEP_FP32,
+    export_onnx,
+    export_openvino,
+    quantize_int8,
+    quantize_openvino,
+)
 from lib.core.inference import InferenceSettings
 from lib.datasets import build_dataset
 from lib.datasets.base import ListDataset
