@@ -60,6 +60,9 @@ def main() -> int:
     root = args.root / "daodixian_seg"
     name = Path(args.cfg).stem
     backends = args.backends.split(",")
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        p.error(f"unknown backend(s) {unknown}; known: {list(BACKENDS)}")
     rows = []
     for fold in sorted(args.folds.glob("fold*_val.lst")):
         k = int(re.search(r"fold(\d+)_val", fold.name).group(1))
@@ -79,9 +82,13 @@ def main() -> int:
             link.symlink_to(photo.resolve())
         (work / "model.pth").unlink(missing_ok=True)
         (work / "model.pth").symlink_to(weights.resolve())
-        for fmt in (".onnx", ".xml"):
+        for fmt in (".onnx", ".xml"):  # only what the backends asked for run
+            suffixes = {BACKENDS[b][0] for b in backends}
+            if not any(x.endswith(fmt) for x in suffixes):
+                continue
+            int8 = ["--int8", str(work / "cal"), *keep] if f"_int8{fmt}" in suffixes else []
             subprocess.run([sys.executable, "tools/export_onnx.py", "--cfg", args.cfg, "--output",
-                            str(work / f"model{fmt}"), "--dynamic", "--int8", str(work / "cal"), *keep,
+                            str(work / f"model{fmt}"), "--dynamic", *int8,
                             "TEST.MODEL_FILE", str(work / "model.pth")], cwd=REPO, check=True,
                            capture_output=True)
         labels = args.labels
