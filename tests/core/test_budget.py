@@ -21,6 +21,22 @@ def test_plans_after_two_epochs_without_counting_the_first():
     assert b.planned == 52
 
 
+def test_a_budget_that_fits_under_half_the_epochs_says_so_and_what_would_fit_them(caplog):
+    slow = EpochBudget(budget_s=840, max_epochs=300)
+    slow.update(1, 10.0, 20.0)
+    with caplog.at_level("WARNING"):
+        planned = slow.update(2, 8.0, 28.0)
+    assert planned == 2 + math.floor(812 * 0.98 / 8)  # 101
+    # 298 epochs of 8 s, the margin kept, after the 28 s spent: 2460 s
+    assert "fits 101 of the 300 epochs" in caplog.text and "TRAIN.TIME_BUDGET 42" in caplog.text
+    caplog.clear()
+    fast = EpochBudget(budget_s=840, max_epochs=300)
+    fast.update(1, 3.0, 5.0)
+    with caplog.at_level("WARNING"):
+        assert fast.update(2, 2.7, 7.7) == 300  # 304 fit: all of them
+    assert "fits" not in caplog.text
+
+
 def test_plan_is_capped_by_end_epoch_and_never_below_what_is_done():
     assert EpochBudget(600, 20).update(1, 5, 5) == 20 and EpochBudget(600, 20).end == 20
     fast = EpochBudget(600, 20)
