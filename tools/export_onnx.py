@@ -9,7 +9,7 @@ ONNX (ONNX Runtime): writes model.onnx, and with --int8 model_int8.onnx (static 
 OpenVINO: writes model.onnx (the same graph), model.xml + model.bin converted from it (fp32
 weights), and with --int8 model_int8.xml + .bin (NNCF post-training INT8). INT8 calibrates on up
 to 16 photos of the folder, resized to the export size (give photos like the ones to predict);
-the OCR head's attention and the classifiers stay unquantised (--int8-keep names what stays). Give any of these
+the OCR head's attention and the two classifiers stay unquantised (--int8-keep names what stays). Give any of these
 files to tools/predict.py, test.py or benchmark.py as TEST.MODEL_FILE (export with --dynamic for
 tiles of any size).
 
@@ -77,7 +77,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--int8-keep", default=",".join(KEEP_FP32), metavar="PARTS",
         help="comma-separated parts of layer names that INT8 leaves unquantised (default "
-        f"'{','.join(KEEP_FP32)}': the OCR head's attention and the classifiers; '' quantises "
+        f"'{','.join(KEEP_FP32)}': the OCR head's attention and the two classifiers; '' quantises "
         "everything)",
     )
     return cli.parse(parser, argv)

@@ -103,11 +103,21 @@ def test_export_tool_writes_fp32_and_int8_and_predict_runs_them(trained_like, tm
         assert (masks["pt"] == masks["int8"]).mean() >= 0.8  # close, not equal (random weights)
 
 
-def _quantised_layers(xml):
+def _int8_convolutions(xml):
+    """Names of the convolutions whose weights NNCF stored in INT8 (Constant i8 -> Convert ->
+    Multiply), i.e. the layers that run quantised."""
     import openvino as ov  # optional dependency: only where the test is not skipped
 
-    return " ".join(op.get_friendly_name() for op in ov.Core().read_model(str(xml)).get_ops()
-                    if op.get_type_name() == "FakeQuantize")
+    names = set()
+    for op in ov.Core().read_model(str(xml)).get_ops():
+        if op.get_type_name() != "Convolution":
+            continue
+        node = op.input_value(1).get_node()
+        while node.get_input_size() and node.get_type_name() in ("Multiply", "Subtract", "Convert"):
+            node = node.input_value(0).get_node()
+        if node.get_type_name() == "Constant" and node.get_element_type() == ov.Type.i8:
+            names.add(op.get_friendly_name())
+    return " ".join(sorted(names))
 
 
 @needs_openvino
@@ -119,16 +129,25 @@ def test_int8_keep_names_the_layers_left_unquantised(trained_like, tmp_path, cap
     assert export_tool.main(["--output", str(tmp_path / "a.xml"), "--int8-keep",
                              "ocr_gather,ocr_distri,cls_head,aux_head,refine", *common]) == 0
     assert "ocr_gather, ocr_distri, cls_head, aux_head, refine unquantised" in capsys.readouterr().out
-    quantised = _quantised_layers(tmp_path / "a_int8.xml")
-    # NNCF names a FakeQuantize after the output it quantises
-    assert "conv3x3_ocr" in quantised and "ocr_distri_head" not in quantised
+    whole_head_kept = _int8_convolutions(tmp_path / "a_int8.xml")
+    assert "conv3x3_ocr" in whole_head_kept and "stage4" in whole_head_kept
+    for layer in ("ocr_distri_head", "aux_head", "cls_head"):
+        assert layer not in whole_head_kept
     assert export_tool.main(["--output", str(tmp_path / "b.xml"), "--int8-keep", "", *common]) == 0
     assert "every layer quantised" in capsys.readouterr().out
-    assert "ocr_distri_head" in _quantised_layers(tmp_path / "b_int8.xml")
-    # the default: the OCR head's 3x3 convolution quantised, its attention and classifiers not
+    every = _int8_convolutions(tmp_path / "b_int8.xml")
+    for layer in ("object_context_block", "cls_head", "aux_head.3"):
+        assert layer in every
+    # the default: the convolutions around the OCR head's attention quantised, the attention
+    # and the two classifiers not
     assert export_tool.main(["--output", str(tmp_path / "c.xml"), *common]) == 0
-    assert "ocr_gather, ocr_distri, cls_head, aux_head, refine unquantised" in capsys.readouterr().out
-    assert _quantised_layers(tmp_path / "c_int8.xml") == quantised
+    assert ("ocr_gather, object_context_block, cls_head, aux_head.3, refine unquantised"
+            in capsys.readouterr().out)
+    default = _int8_convolutions(tmp_path / "c_int8.xml")
+    for layer in ("conv3x3_ocr", "aux_head.0", "conv_bn_dropout"):
+        assert layer in default
+    for layer in ("object_context_block", "cls_head", "aux_head.3"):
+        assert layer not in default
 
 
 @needs_openvino
