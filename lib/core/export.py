@@ -129,7 +129,7 @@ def runtime_max_abs_diff(path: str | Path, module: nn.Module, sample: torch.Tens
 # are quantised, a large share of the work: conv3x3_ocr, the soft-region head's first 1x1
 # convolution (aux_head.0) and the fusion after the attention (ocr_distri_head.conv_bn_dropout).
 # On the five real-photo folds wire F1 moved by at most 0.003 with them in INT8 (0.011 with
-# every layer), while OpenVINO INT8 ran W48 + OCR 1.28x and W18-Small 1.27x faster than with
+# every layer), while OpenVINO INT8 ran W48 + OCR 1.28x and W18-Small 1.26x faster than with
 # only conv3x3_ocr quantised (docs/benchmarks.md).
 KEEP_FP32 = ("ocr_gather", "object_context_block", "cls_head", "aux_head.3", "refine")
 
