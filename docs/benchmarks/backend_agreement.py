@@ -63,6 +63,7 @@ def main() -> int:
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
         p.error(f"unknown backend(s) {unknown}; known: {list(BACKENDS)}")
+    suffixes = {BACKENDS[b][0] for b in backends}  # model files the backends read
     rows = []
     for fold in sorted(args.folds.glob("fold*_val.lst")):
         k = int(re.search(r"fold(\d+)_val", fold.name).group(1))
@@ -83,7 +84,6 @@ def main() -> int:
         (work / "model.pth").unlink(missing_ok=True)
         (work / "model.pth").symlink_to(weights.resolve())
         for fmt in (".onnx", ".xml"):  # only what the backends asked for run
-            suffixes = {BACKENDS[b][0] for b in backends}
             if not any(x.endswith(fmt) for x in suffixes):
                 continue
             int8 = ["--int8", str(work / "cal"), *keep] if f"_int8{fmt}" in suffixes else []

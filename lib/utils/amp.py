@@ -32,7 +32,7 @@ def _device(device: torch.device | str) -> torch.device:
 
 
 def bf16_supported(device: torch.device | str) -> bool:
-    """True when `device` runs bfloat16 natively (CUDA: Ampere or later; CPU: oneDNN bf16 ISA)."""
+    """True when `device` runs bfloat16 natively (CUDA: Ampere or later; CPU: AVX512-BF16 or AMX)."""
     device = _device(device)
     if device.type == "cuda":
         # is_bf16_supported() alone also counts emulation (V100, T4), slower than fp32
@@ -48,17 +48,11 @@ def _cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX-BF16. oneDNN also reports bf16 on plain AVX-512 (Skylake to Ice Lake),
     where it emulates it: 1.85x slower than fp32 for a W18-Small training step on a 2-core Ice
     Lake Xeon, so that counts as no."""
-    caps = getattr(torch.cpu, "get_capabilities", None)
-    if caps is not None:
-        try:
-            found = caps()
-            return bool(found.get("avx512_bf16") or found.get("amx_bf16"))
-        except (RuntimeError, AttributeError):
-            pass
-    try:  # torch builds without get_capabilities()
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except (AttributeError, RuntimeError):
+    try:
+        found = torch.cpu.get_capabilities()
+    except (AttributeError, RuntimeError):  # a torch without it: count as no
         return False
+    return bool(found.get("avx512_bf16") or found.get("amx_bf16"))
 
 
 def autocast_dtype(amp: str, device: torch.device | str, key: str = "AMP") -> torch.dtype | None:
