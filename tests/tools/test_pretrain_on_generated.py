@@ -1,0 +1,67 @@
+"""tools/pretrain_on_generated.py end to end: generate, convert, train, write the weights that
+MODEL.PRETRAINED then loads; a rerun keeps what is done; other settings in the same folder are refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lib.config import get_config
+from lib.models import get_seg_model
+from tests.tools.conftest import tiny_opts
+from tools import pretrain_on_generated as pretrain
+
+CFG = str(pretrain.REPO / pretrain.CFG)
+
+
+def _training_opts(tmp_path):
+    """The tiny run's overrides, less the folders and epochs the tool sets itself."""
+    opts = tiny_opts(tmp_path, tmp_path)
+    pairs = list(zip(opts[::2], opts[1::2]))
+    own = {"DATASET.ROOT", "OUTPUT_DIR", "LOG_DIR", "TRAIN.END_EPOCH", "TRAIN.EVAL_INTERVAL"}
+    return [x for k, v in pairs if k not in own for x in (k, v)]
+
+
+def test_pretrains_once_and_the_recipe_loads_the_weights(tmp_path, capsys):
+    data, out = tmp_path / "gen", tmp_path / "pre" / "w.pth"
+    argv = ["--data", str(data), "--out", str(out), "--num", "10", "--width", "128",
+            "--height", "96", "--epochs", "1", *_training_opts(tmp_path)]
+    assert pretrain.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "1/3 generate 10 canopy photos" in printed and "3/3 train" in printed
+    assert f"MODEL.PRETRAINED {out}" in printed
+    assert len(list((data / "raw" / "images").glob("*.jpg"))) == 10
+    assert len((data / "list" / "daodixian_seg" / "val.lst").read_text().splitlines()) == 10
+
+    # the recipe's network takes the weights through MODEL.PRETRAINED, every tensor of it
+    cfg = get_config(CFG, ["MODEL.PRETRAINED", str(out)])
+    model = get_seg_model(cfg)
+    saved = torch.load(out, map_location="cpu", weights_only=True)  # the official layout
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, saved[f"model.{key}"]), key
+
+    assert pretrain.main(argv) == 0  # done: nothing runs again
+    assert "is already there" in capsys.readouterr().out
+
+    out.unlink()  # the weights lost, the photos and training kept: neither runs again
+    before = (data / "raw" / "annotations.json").stat().st_mtime_ns
+    assert pretrain.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "10 photos already generated" in printed and "1/3 generate" not in printed
+    assert "2/3 convert" not in printed
+    assert (data / "raw" / "annotations.json").stat().st_mtime_ns == before
+    again = torch.load(out, map_location="cpu", weights_only=True)
+    assert all(torch.equal(again[k], saved[k]) for k in saved)  # resumed at its end, not retrained
+
+    # other generator settings in the same folder: refused, nothing overwritten
+    other = argv[:]
+    other[other.index("--out") + 1] = str(tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="holds photos generated with .*another --data"):
+        pretrain.main([*other, "--seed", "3"])
+    assert (data / "raw" / "annotations.json").stat().st_mtime_ns == before
+
+
+def test_too_few_photos_is_one_line(tmp_path):
+    with pytest.raises(ValueError, match="--num must be >= 10"):
+        pretrain.main(["--data", str(tmp_path / "g"), "--out", str(tmp_path / "w.pth"),
+                       "--num", "4"])
