@@ -2,15 +2,18 @@
 
     python docs/benchmarks/photos_per_hour.py --work /tmp/pph [--models w18s,w48]
         [--backends fp32,best,onnxruntime,onnxruntime_int8,openvino,openvino_bf16,openvino_int8]
-        [--multiscale] [--json out.json]
+        [--weights w18s=fold1.pth] [--multiscale] [--json out.json]
 
 Each row is one `tools/predict.py` process on the photo at native resolution (TEST.TILE_SIZE
 1024x1024, overlap 256, TILE_SCALE 1.0), one scale and no flip, or with --multiscale the scales
 0.5, 0.75, 1.0 and flip (the memory case). `predict_s` is the tool's own time for the photo
 (model loading and start-up not included), `wall_s` the whole process, `peak_rss_mb` the
-process's peak resident set (GNU time's %M). Weights are calibrated random ones (speed and
-memory do not depend on them); the INT8 models calibrate on the photo itself. Rows run one at a
-time: run it on a quiet machine.
+process's peak resident set (GNU time's %M), `wire_percent` the share of the photo's mask
+marked wire. The network's time does not depend on the weights, the masks' post-processing
+(polygons, overlay) does: a mask full of wire costs seconds a photo more. Weights are calibrated
+random ones drawn from a fixed seed, so every run and machine predicts the same masks, or a
+trained model's (--weights MODEL=FILE.pth, a state dict for that model's yaml); the INT8 models
+calibrate on the photo itself. Rows run one at a time: run it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import cv2
 
 REPO = Path(__file__).resolve().parents[2]
 CFG = {"w18s": "experiments/daodixian_seg/seg_hrnet_ocr_w18_small_v1_real.yaml",
@@ -53,8 +58,14 @@ def cpu_name() -> str:
     return f"{name} ({', '.join(extras) or 'no AMX/VNNI'}), {os.cpu_count()} cores"
 
 
-def prepare(work: Path, models: list[str], backends: list[str]) -> None:
-    """Calibrated random weights, the photo, and the exported models the backends need."""
+def stem(model: str, weights: dict[str, str]) -> str:
+    """The name of a model's files in the work folder: its trained weights get their own."""
+    return f"{model}_{Path(weights[model]).stem}" if model in weights else model
+
+
+def prepare(work: Path, models: list[str], backends: list[str], weights: dict[str, str]) -> None:
+    """The weights (calibrated random ones from seed 0, or trained ones), the photo, and the
+    exported models the backends need."""
     photo = work / "photo" / "p.jpg"
     script = f"""
 import torch
@@ -63,30 +74,39 @@ from lib.config import get_config
 from lib.core import benchmark as bm
 from lib.models import get_seg_model
 work = Path({str(work)!r})
+trained = {weights!r}
 for name, cfg in {dict((m, CFG[m]) for m in models)!r}.items():
-    if not (work / f"{{name}}.pth").is_file():
-        model = bm.calibrate(get_seg_model(get_config(cfg, []), load_pretrained=False))
-        torch.save(model.state_dict(), work / f"{{name}}.pth")
+    out = work / ({dict((m, stem(m, weights)) for m in models)!r}[name] + ".pth")
+    if out.is_file():
+        continue
+    model = get_seg_model(get_config(cfg, []), load_pretrained=False)
+    if name in trained:
+        model.load_state_dict(torch.load(trained[name], map_location="cpu", weights_only=True))
+    else:
+        torch.manual_seed(0)
+        bm.calibrate(model)
+    torch.save(model.state_dict(), out)
 if not Path({str(photo)!r}).is_file():
     Path({str(photo.parent)!r}).mkdir(parents=True, exist_ok=True)
     bm.write_test_photo({str(photo)!r}, 3078, 5472)
 """
     subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True)
     for m in models:
+        name = stem(m, weights)
         for fmt, needed in ((".onnx", ("onnxruntime", "onnxruntime_int8")),
                             (".xml", ("openvino", "openvino_bf16", "openvino_int8",
                                       "openvino_int8_bf16"))):
             wanted = [b for b in backends if b in needed]
-            if not wanted or (work / f"{m}{fmt}").is_file():
+            if not wanted or (work / f"{name}{fmt}").is_file():
                 continue
             int8 = ["--int8", str(photo.parent)] if any("int8" in b for b in wanted) else []
             subprocess.run([sys.executable, "tools/export_onnx.py", "--cfg", CFG[m], "--output",
-                            str(work / f"{m}{fmt}"), "--dynamic", "--height", "1024", "--width",
-                            "1024", *int8, "--no-check", "TEST.MODEL_FILE", str(work / f"{m}.pth")],
+                            str(work / f"{name}{fmt}"), "--dynamic", "--height", "1024", "--width",
+                            "1024", *int8, "--no-check", "TEST.MODEL_FILE", str(work / f"{name}.pth")],
                            cwd=REPO, check=True)
 
 
-def run(work: Path, model: str, backend: str, multiscale: bool) -> dict:
+def run(work: Path, model: str, backend: str, multiscale: bool, weights: dict[str, str]) -> dict:
     suffix, opts = BACKENDS[backend]
     scales = ["TEST.SCALE_LIST", "[0.5, 0.75, 1.0]", "TEST.FLIP_TEST", "True"] if multiscale \
         else ["TEST.SCALE_LIST", "[1.0]", "TEST.FLIP_TEST", "False"]
@@ -94,7 +114,8 @@ def run(work: Path, model: str, backend: str, multiscale: bool) -> dict:
     out = work / f"out_{model}_{backend}{'_ms' if multiscale else ''}"
     cmd = ["/usr/bin/time", "-f", "peak_rss_kb=%M", sys.executable, "tools/predict.py",
            "--cfg", CFG[model], "--input", str(work / "photo"), "--output", str(out),
-           "--overwrite", "--device", "cpu", "TEST.MODEL_FILE", str(work / f"{model}{suffix}"),
+           "--overwrite", "--device", "cpu", "TEST.MODEL_FILE",
+           str(work / f"{stem(model, weights)}{suffix}"),
            "TEST.TILE_SIZE", "[1024, 1024]", "TEST.TILE_OVERLAP", "256", "TEST.TILE_SCALE", "1.0",
            *scales, *opts]
     start = time.perf_counter()
@@ -104,7 +125,10 @@ def run(work: Path, model: str, backend: str, multiscale: bool) -> dict:
         return {"model": model, "backend": backend, "error": proc.stderr.strip()[-500:]}
     seconds = float(re.search(r"skipped \d+ in ([\d.]+) s", proc.stdout).group(1))
     rss = int(re.search(r"peak_rss_kb=(\d+)", proc.stderr).group(1)) / 1024
+    mask = cv2.imread(str(out / "masks" / "p.png"), cv2.IMREAD_UNCHANGED)
     return {"model": model, "backend": backend, "photo": "5472x3078",
+            "weights": weights.get(model, "random, seed 0"),
+            "wire_percent": round(100 * float((mask > 0).mean()), 2),
             "scales": "0.5,0.75,1.0 + flip" if multiscale else "1.0",
             "predict_s": round(seconds, 1), "wall_s": round(wall, 1),
             "photos_per_hour": round(3600 / seconds, 1), "peak_rss_mb": round(rss)}
@@ -115,17 +139,26 @@ def main() -> int:
     p.add_argument("--work", default="/tmp/pph")
     p.add_argument("--models", default="w18s,w48")
     p.add_argument("--backends", default=",".join(BACKENDS))
+    p.add_argument("--weights", default="",
+                   help="MODEL=FILE.pth[,MODEL=FILE.pth]: trained weights instead of random ones")
     p.add_argument("--multiscale", action="store_true")
     p.add_argument("--json", default="")
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     models, backends = args.models.split(","), args.backends.split(",")
-    prepare(work, models, backends)
+    weights = {}
+    for item in filter(None, args.weights.split(",")):
+        model, _, path = item.partition("=")
+        if model not in CFG or not Path(path).is_file():
+            p.error(f"--weights {item}: expected MODEL=FILE with MODEL one of {', '.join(CFG)} "
+                    "and FILE an existing state dict")
+        weights[model] = str(Path(path).resolve())
+    prepare(work, models, backends, weights)
     rows = []
     for m in models:
         for b in backends:
-            rows.append(run(work, m, b, args.multiscale))
+            rows.append(run(work, m, b, args.multiscale, weights))
             print(json.dumps(rows[-1]), flush=True)
     result = {"machine": cpu_name(), "command": " ".join(sys.argv), "rows": rows}
     if args.json:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lib.config import get_config
-from lib.models import get_seg_model
+from lib.models import WeightsError, get_seg_model
 from tests.tools.conftest import tiny_opts
 from tools import pretrain_on_generated as pretrain
 
@@ -65,3 +65,9 @@ def test_too_few_photos_is_one_line(tmp_path):
     with pytest.raises(ValueError, match="--num must be >= 10"):
         pretrain.main(["--data", str(tmp_path / "g"), "--out", str(tmp_path / "w.pth"),
                        "--num", "4"])
+
+
+def test_training_from_a_start_not_made_yet_says_how_to_make_it(tmp_path):
+    missing = tmp_path / "seg_hrnet_ocr_w18_small_v1_real_generated_canopy.pth"
+    with pytest.raises(WeightsError, match="weights file not found .*tools/pretrain_on_generated"):
+        get_seg_model(get_config(CFG, ["MODEL.PRETRAINED", str(missing)]))
