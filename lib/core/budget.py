@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 clock = time.monotonic  # seconds; tests replace it
 MARGIN = 0.02  # of the time left, kept free when planning: room for an epoch's jitter
-WARN_SHARE = 0.9  # a first plan below this share of TRAIN.END_EPOCH warns: a weaker model ahead
 
 
 @dataclass
@@ -70,11 +69,9 @@ class EpochBudget:
                 f" (at most TRAIN.END_EPOCH {self.max_epochs})" if self.planned == self.max_epochs
                 else "",
             )  # fmt: skip
-            if self.planned < WARN_SHARE * self.max_epochs:
+            if self.planned < self.max_epochs / 2:
                 # a slower machine or more photos: the schedule is cut short, and the model with
-                # it (the real-photo recipe from its pre-trained start, folds 1 / 2: 0.910 / 0.878
-                # at 100 of its 150 epochs against 0.908 / 0.937; from scratch, 5-fold F1 0.881
-                # at ~100 epochs against 0.921 at 150)
+                # it (the real-photo recipe: 5-fold F1 0.881 at ~100 epochs against 0.921 at 150)
                 needed = spent_s + (self.max_epochs - epochs_done) * per_epoch / (1 - MARGIN)
                 logger.warning(
                     "TRAIN.TIME_BUDGET %.1f min fits %d of the %d epochs (TRAIN.END_EPOCH) on this "
