@@ -12,7 +12,7 @@ process's peak resident set (GNU time's %M), `wire_percent` the share of the pho
 marked wire. The network's time does not depend on the weights, the masks' post-processing
 (polygons, overlay) does: a mask full of wire costs seconds a photo more. Weights are calibrated
 random ones drawn from a fixed seed, so every run and machine predicts the same masks, or a
-trained model's (--weights MODEL=FILE.pth, a state dict for that model's yaml); the INT8 models
+trained model's (--weights MODEL=FILE.pth, weights for that model's yaml, loaded strictly); the INT8 models
 calibrate on the photo itself. Rows run one at a time: run it on a quiet machine.
 """
 
@@ -72,7 +72,7 @@ import torch
 from pathlib import Path
 from lib.config import get_config
 from lib.core import benchmark as bm
-from lib.models import get_seg_model
+from lib.models import get_seg_model, load_weights
 work = Path({str(work)!r})
 trained = {weights!r}
 for name, cfg in {dict((m, CFG[m]) for m in models)!r}.items():
@@ -81,7 +81,7 @@ for name, cfg in {dict((m, CFG[m]) for m in models)!r}.items():
         continue
     model = get_seg_model(get_config(cfg, []), load_pretrained=False)
     if name in trained:
-        model.load_state_dict(torch.load(trained[name], map_location="cpu", weights_only=True))
+        load_weights(model, trained[name], strict=True)  # our files or a bare state dict
     else:
         torch.manual_seed(0)
         bm.calibrate(model)
