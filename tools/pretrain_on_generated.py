@@ -27,11 +27,11 @@ import sys
 import time
 from pathlib import Path
 
+from lib.datasets.synthetic import STYLES
 from tools import cli
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = "experiments/daodixian_seg/seg_hrnet_ocr_w18_small_v1_real.yaml"
-STYLES = ("demo", "real", "aerial", "canopy", "urban")  # tools_jss/make_synthetic_daodixian.py
 VAL_PHOTOS = 10  # generated photos the training validates on at its end (they are trained on too)
 _DONE_STAGES: list[str] = []  # stages finished in this process: a rerun goes on after them
 
@@ -46,7 +46,7 @@ def parse_args(argv=None):
                         "data/generated_<style>)")
     p.add_argument("--num", type=int, default=1280, help="generated photos (default 1280)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated photos (default 0)")
-    p.add_argument("--style", choices=STYLES, default="canopy", help="generator style")
+    p.add_argument("--style", choices=list(STYLES), default="canopy", help="generator style")
     p.add_argument("--width", type=int, default=540, help="photo width (default 540)")
     p.add_argument("--height", type=int, default=360, help="photo height (default 360)")
     p.add_argument("--epochs", type=int, default=5, help="training epochs (default 5)")
