@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import signal
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 from lib.utils.distributed import cleanup, get_rank, get_world_size, peer_failed
 from lib.utils.logs import error_line
 
 __all__ = ["DONE", "PARTLY", "NOTHING", "INTERRUPTED", "BAD_INPUT", "tool_parser", "parse",
-           "run", "report_error"]
+           "run", "report_error", "StageFailed", "run_stage"]
 
 DONE, PARTLY, NOTHING, INTERRUPTED = 0, 1, 2, 130
 # every error a tool turns into one line: ConfigError, DatasetError, DecodeError, WeightsError,
@@ -118,3 +121,25 @@ def run(
         return PARTLY if partly_done is not None and partly_done() else NOTHING
     finally:
         cleanup()
+
+
+class StageFailed(RuntimeError):
+    """A stage's command exited non-zero: its title, the command as typed, its exit status."""
+
+    def __init__(self, title: str, command: str, returncode: int):
+        super().__init__(f"stage '{title}' failed (exit {returncode}); its command: {command}")
+        self.title, self.command, self.returncode = title, command, returncode
+
+
+def run_stage(title: str, args: list[str], cwd) -> float:
+    """One stage of a tool that chains others (the demo, the pre-training): print its title and
+    the command as a user would type it (``python <args>``), run it with this interpreter in
+    `cwd`, return the seconds it took; StageFailed when it exits non-zero (its own error line
+    is already on stderr)."""
+    shown = " ".join(shlex.quote(a) for a in ["python", *args])
+    print(f"\n=== {title}\n$ {shown}", flush=True)
+    start = time.time()
+    returncode = subprocess.run([sys.executable, *args], cwd=cwd).returncode
+    if returncode != 0:
+        raise StageFailed(title, shown, returncode)
+    return time.time() - start

@@ -16,10 +16,7 @@ if __name__ == "__main__" and not __package__:  # a script: tools/_checkout.py f
 
 import argparse
 import json
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -50,16 +47,13 @@ def from_repo(path: str) -> Path:
 
 
 def run(stage: str, args: list[str]) -> float:
-    """Print the command as a user would type it, run it from the repository root, time it."""
-    shown = " ".join(shlex.quote(a) for a in ["python", *args])
-    print(f"\n=== {stage}\n$ {shown}", flush=True)
-    start = time.time()
-    result = subprocess.run([sys.executable, *args], cwd=REPO)
-    if result.returncode != 0:
-        print(f"error: demo stage '{stage}' failed (exit {result.returncode}); command: {shown}",
-              file=sys.stderr)
+    """One stage (cli.run_stage); a failed one ends the demo: exit 2 when it was the first
+    (nothing made), 1 after (the earlier stages' files stay)."""
+    try:
+        return cli.run_stage(stage, args, REPO)
+    except cli.StageFailed as err:
+        print(f"error: demo {err}", file=sys.stderr)
         sys.exit(cli.NOTHING if stage.startswith("1/") else cli.PARTLY)
-    return time.time() - start
 
 
 def figure(photo: Path, label: Path, pred_overlay: Path, out: Path) -> None:

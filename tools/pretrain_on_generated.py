@@ -20,11 +20,8 @@ if __name__ == "__main__" and not __package__:  # a script: tools/_checkout.py f
     import _checkout  # noqa: F401
 
 import json
-import shlex
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from lib.datasets.synthetic import STYLES
@@ -54,14 +51,10 @@ def parse_args(argv=None):
 
 
 def stage(title: str, args: list[str]) -> float:
-    """Print the command as a user would type it, run it from the repository root; seconds."""
-    shown = " ".join(shlex.quote(a) for a in ["python", *args])
-    print(f"\n=== {title}\n$ {shown}", flush=True)
-    start = time.time()
-    if subprocess.run([sys.executable, *args], cwd=REPO).returncode != 0:
-        raise RuntimeError(f"stage '{title}' failed; its command: {shown}")
+    """One stage (cli.run_stage), remembered as done for the exit status of a later failure."""
+    seconds = cli.run_stage(title, args, REPO)
     _DONE_STAGES.append(title)
-    return time.time() - start
+    return seconds
 
 
 def generated(raw: Path, settings: dict) -> bool:

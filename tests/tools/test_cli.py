@@ -92,3 +92,19 @@ def test_a_process_stopped_by_another_ones_failure_says_so(monkeypatch, capsys):
     monkeypatch.setattr(cli, "get_rank", lambda: 1)
     cli.report_error(DatasetError("train.lst:3: cannot read a.jpg"))
     assert capsys.readouterr().err == "error: [rank 1] train.lst:3: cannot read a.jpg\n"
+
+
+def test_a_stage_prints_its_command_and_a_failed_one_names_it(tmp_path, capsys):
+    seconds = cli.run_stage("1/2 say hi", ["-c", "print('hi')"], tmp_path)
+    out = capsys.readouterr().out
+    assert "=== 1/2 say hi" in out and "$ python -c 'print('\"'\"'hi'\"'\"')'" in out
+    assert seconds >= 0
+    with pytest.raises(cli.StageFailed) as caught:
+        cli.run_stage("2/2 fail", ["-c", "import sys; sys.exit(3)"], tmp_path)
+    err = caught.value
+    assert (err.title, err.returncode) == ("2/2 fail", 3)
+    assert err.command.startswith("python -c ")
+    assert str(err) == f"stage '2/2 fail' failed (exit 3); its command: {err.command}"
+    # a failed stage is bad input for cli.run: one line, exit 2
+    assert cli.run(lambda: cli.run_stage("x", ["-c", "raise SystemExit(1)"], tmp_path)) == cli.NOTHING
+    assert "error: stage 'x' failed (exit 1); its command: python -c" in capsys.readouterr().err

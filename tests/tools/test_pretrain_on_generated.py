@@ -71,3 +71,17 @@ def test_training_from_a_start_not_made_yet_says_how_to_make_it(tmp_path):
     missing = tmp_path / "seg_hrnet_ocr_w18_small_v1_real_generated_canopy.pth"
     with pytest.raises(WeightsError, match="weights file not found .*tools/pretrain_on_generated"):
         get_seg_model(get_config(CFG, ["MODEL.PRETRAINED", str(missing)]))
+
+
+def test_a_failed_training_names_its_command_and_keeps_the_photos(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pretrain, "_DONE_STAGES", [])
+    data = tmp_path / "gen"
+    argv = ["--data", str(data), "--out", str(tmp_path / "w.pth"), "--num", "10", "--width",
+            "96", "--height", "64", "--epochs", "1", "TRAIN.NO_SUCH_KEY", "1"]
+    code = pretrain.cli.run(lambda: pretrain.main(argv),
+                            partly_done=lambda: bool(pretrain._DONE_STAGES))
+    assert code == pretrain.cli.PARTLY  # photos and labels made: a rerun goes on from them
+    err = capsys.readouterr().err
+    assert "TRAIN.NO_SUCH_KEY" in err  # train.py's own line
+    assert "error: stage '3/3 train" in err and "its command: python tools/train.py" in err
+    assert (data / "raw" / "settings.json").is_file() and not (tmp_path / "w.pth").exists()
