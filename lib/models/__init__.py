@@ -37,10 +37,6 @@ def get_seg_model(cfg, load_pretrained: bool = True) -> nn.Module:
     if cfg.MODEL.NUM_OUTPUTS != outputs:
         raise ValueError(f"MODEL.NUM_OUTPUTS is {cfg.MODEL.NUM_OUTPUTS} but {name} has {outputs} output(s)")
     if load_pretrained and cfg.MODEL.PRETRAINED:
-        start = Path(cfg.MODEL.PRETRAINED)
-        if not start.is_file() and "_generated_" in start.name:  # tools/pretrain_on_generated.py
-            raise WeightsError(f"{start}: weights file not found (MODEL.PRETRAINED; "
-                               "python tools/pretrain_on_generated.py makes it)")
         load_weights(model, cfg.MODEL.PRETRAINED, skip_head=cfg.MODEL.PRETRAINED_SKIP_HEAD)
     return model
 

@@ -10,6 +10,7 @@ Accepted sources, told apart by their keys, not their names:
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,22 @@ CLASSIFICATION_ONLY = ("incre_modules.", "downsamp_modules.", "final_layer.", "c
 # The layers whose shape depends on the number of classes: the only ones skip_head may drop.
 HEAD_PREFIXES = ("cls_head.", "aux_head.3.", "last_layer.3.",
                  "refine.fuse.0.", "refine.head.")  # MODEL.REFINE_CHANNELS: logits in, logits out
+
+# Where a weights file the user names but does not have comes from, by its file name: the hint
+# a "not found" error adds (pretrained_models/README.md lists them all).
+WHERE_FROM = (
+    ("*_generated_*.pth", "python tools/pretrain_on_generated.py makes it"),
+    ("*imagenet*.pth", "the HRNet image-classification release; pretrained_models/README.md links it"),
+    ("hrnet_w18_small_model_v*.pth",
+     "the HRNet image-classification release; pretrained_models/README.md links it"),
+    ("hrnet_ocr_cs_*.pth", "the HRNet-OCR segmentation release; pretrained_models/README.md links it"),
+)
+
+
+def not_found(path: Path) -> str:
+    """The "weights file not found" message for `path`, with where such a file comes from."""
+    hints = [hint for pattern, hint in WHERE_FROM if fnmatch.fnmatch(path.name, pattern)]
+    return f"{path}: weights file not found" + (f" ({hints[0]})" if hints else "")
 
 
 class WeightsError(ValueError):
@@ -67,7 +84,7 @@ def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> tuple[di
     else:
         path = Path(source)
         if not path.is_file():
-            raise WeightsError(f"{path}: weights file not found")
+            raise WeightsError(not_found(path))
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # pickle, zip and torch errors alike: report one line

@@ -108,3 +108,22 @@ def test_a_stage_prints_its_command_and_a_failed_one_names_it(tmp_path, capsys):
     # a failed stage is bad input for cli.run: one line, exit 2
     assert cli.run(lambda: cli.run_stage("x", ["-c", "raise SystemExit(1)"], tmp_path)) == cli.NOTHING
     assert "error: stage 'x' failed (exit 1); its command: python -c" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, hint", [
+    ("hrnetv2_w48_imagenet_pretrained.pth", "image-classification release; pretrained_models/README"),
+    ("hrnet_ocr_cs_8162_torch11.pth", "HRNet-OCR segmentation release"),
+    ("x_generated_canopy.pth", "python tools/pretrain_on_generated.py makes it"),
+    ("mine.pth", None),
+])
+def test_a_missing_weights_file_says_where_such_a_file_comes_from(tmp_path, name, hint):
+    from lib.models.weights import WeightsError, read_state_dict
+
+    with pytest.raises(WeightsError) as caught:
+        read_state_dict(tmp_path / name)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / name}: weights file not found")
+    if hint:
+        assert hint in message
+    else:
+        assert message.endswith("weights file not found")
