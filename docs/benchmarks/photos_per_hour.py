@@ -13,12 +13,15 @@ marked wire. The network's time does not depend on the weights, the masks' post-
 (polygons, overlay) does: a mask full of wire costs seconds a photo more. Weights are calibrated
 random ones drawn from a fixed seed, so every run and machine predicts the same masks, or a
 trained model's (--weights MODEL=FILE.pth, weights for that model's yaml, loaded strictly); the INT8 models
-calibrate on the photo itself. Rows run one at a time: run it on a quiet machine.
+calibrate on the photo itself. The --work folder keeps each model's weights, exports and the photo for
+the next run, named by the weights they came from (the seed, or a trained file's path and time).
+Rows run one at a time: run it on a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -59,8 +62,13 @@ def cpu_name() -> str:
 
 
 def stem(model: str, weights: dict[str, str]) -> str:
-    """The name of a model's files in the work folder: its trained weights get their own."""
-    return f"{model}_{Path(weights[model]).stem}" if model in weights else model
+    """The name of a model's files in the work folder, so that a folder's files are reused only
+    for the same weights: the random ones by their seed, a trained file by its path and time."""
+    if model not in weights:
+        return f"{model}_random_seed0"
+    path = Path(weights[model]).resolve()
+    key = f"{path}:{path.stat().st_mtime_ns if path.exists() else 0}"
+    return f"{model}_{path.stem}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
 def prepare(work: Path, models: list[str], backends: list[str], weights: dict[str, str]) -> None:
