@@ -48,10 +48,11 @@ def overlay(
     colours = np.zeros((256, 3), np.uint8)
     colours[: len(palette)] = np.asarray(palette, np.uint8)
     ids = np.clip(ids, 0, 255).astype(np.uint8)
-    coloured = colours[ids]
-    mask = (ids > 0) & (ids < len(palette))
+    # only the marked pixels are coloured and blended (a few percent of a photo): a photo-sized
+    # colour image would cost more than the blend
+    where = np.nonzero((ids > 0) & (ids < len(palette)))
     out = image.copy()
-    out[mask] = (alpha * coloured[mask] + (1 - alpha) * image[mask]).astype(np.uint8)
+    out[where] = (alpha * colours[ids[where]] + (1 - alpha) * image[where]).astype(np.uint8)
     for cls, x, y, w, h in boxes:
         colour = tuple(int(v) for v in colours[cls]) if cls < len(palette) else (255, 255, 0)
         cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), colour, thickness)

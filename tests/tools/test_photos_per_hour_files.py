@@ -30,3 +30,15 @@ def test_files_are_named_by_the_weights_they_come_from(tmp_path):
     os.utime(one, ns=(0, 10**9))  # trained again into the same path: not reused
     assert first != stem("w18s", {"w18s": str(one)})
     assert stem("w48", {"w18s": str(one)}) == "w48_random_seed0"
+
+
+def test_a_campaign_is_copies_of_the_photo_with_the_first_one_first(tmp_path):
+    campaign = _script().campaign
+    (tmp_path / "photo").mkdir()
+    (tmp_path / "photo" / "p.jpg").write_bytes(b"jpeg")
+    folder = campaign(tmp_path, 3)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["p.jpg", "p_2.jpg", "p_3.jpg"]  # p.jpg is predicted, and sorted, first
+    assert all((folder / n).read_bytes() == b"jpeg" for n in names)
+    assert campaign(tmp_path, 3) == folder  # a second run reuses them
+    assert sorted(p.name for p in campaign(tmp_path, 1).iterdir()) == ["p.jpg"]

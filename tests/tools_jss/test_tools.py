@@ -116,6 +116,22 @@ def test_region_boxes_and_overlay():
     assert out[0, 0].tolist() == [100, 100, 100] and out[3, 10].tolist() == [177, 50, 50]
 
 
+def test_overlay_blends_every_marked_pixel_and_no_other():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    ids = rng.integers(0, 5, (40, 50)).astype(np.uint8)  # classes 3 and 4 are not in the palette
+    palette = [(0, 0, 0), (255, 0, 0), (0, 255, 0)]
+    out = overlay(image, ids, palette, alpha=0.3)
+    for cls in range(5):
+        at = ids == cls
+        if cls in (1, 2):
+            want = (0.3 * np.asarray(palette[cls]) + 0.7 * image[at]).astype(np.uint8)
+            assert np.array_equal(out[at], want), cls
+        else:
+            assert np.array_equal(out[at], image[at]), cls
+    assert np.array_equal(overlay(image, np.zeros_like(ids), palette), image)
+
+
 def test_visualize_tool_writes_overlays(tmp_path):
     _png(tmp_path / "img" / "a.png", np.full((8, 8, 3), 90, np.uint8))
     mask = np.zeros((8, 8), np.uint8)
