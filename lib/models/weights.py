@@ -29,18 +29,18 @@ HEAD_PREFIXES = ("cls_head.", "aux_head.3.", "last_layer.3.",
 
 # Where a weights file the user names but does not have comes from, by its file name: the hint
 # a "not found" error adds (pretrained_models/README.md lists them all).
+_LINKED = "release; pretrained_models/README.md links it"
 WHERE_FROM = (
-    ("*_generated_*.pth", "python tools/pretrain_on_generated.py makes it"),
-    ("*imagenet*.pth", "the HRNet image-classification release; pretrained_models/README.md links it"),
-    ("hrnet_w18_small_model_v*.pth",
-     "the HRNet image-classification release; pretrained_models/README.md links it"),
-    ("hrnet_ocr_cs_*.pth", "the HRNet-OCR segmentation release; pretrained_models/README.md links it"),
+    (("*_generated_*.pth",), "python tools/pretrain_on_generated.py makes it"),
+    (("*imagenet*.pth", "hrnet_w18_small_model_v*.pth"), f"the HRNet image-classification {_LINKED}"),
+    (("hrnet_ocr_cs_*.pth",), f"the HRNet-OCR segmentation {_LINKED}"),
 )
 
 
 def not_found(path: Path) -> str:
     """The "weights file not found" message for `path`, with where such a file comes from."""
-    hints = [hint for pattern, hint in WHERE_FROM if fnmatch.fnmatch(path.name, pattern)]
+    hints = [hint for patterns, hint in WHERE_FROM
+             if any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns)]
     return f"{path}: weights file not found" + (f" ({hints[0]})" if hints else "")
 
 
