@@ -161,8 +161,9 @@ def iter_tiled_rows(
             r0 = y0 - band_y0
             for k, j in enumerate(cols):
                 weight = row_weight[:, None] * col_weights[j][None, :]
-                acc[:, r0 : r0 + th, xs[j] : xs[j] + tw] += scores[k] * weight
-                wsum[r0 : r0 + th, xs[j] : xs[j] + tw] += weight
+                # in place: scores * weight as a temporary costs a (C, th, tw) tensor a tile
+                acc[:, r0 : r0 + th, xs[j] : xs[j] + tw].addcmul_(scores[k], weight)
+                wsum[r0 : r0 + th, xs[j] : xs[j] + tw].add_(weight)
         done = (ys[i + 1] if i + 1 < len(ys) else height) - band_y0  # rows no later tile touches
         yield band_y0, acc[:, :done] / wsum[:done]
         acc, wsum, band_y0 = acc[:, done:], wsum[done:], band_y0 + done
