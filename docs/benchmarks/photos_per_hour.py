@@ -29,7 +29,6 @@ import csv
 import hashlib
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -54,16 +53,12 @@ BACKENDS = {
 }
 
 
-def cpu_name() -> str:
-    flags, name = "", platform.processor()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            name = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            flags = line
-    extras = [f for f in ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni")
-              if f" {f}" in flags]
-    return f"{name} ({', '.join(extras) or 'no AMX/VNNI'}), {os.cpu_count()} cores"
+def machine() -> str:
+    """The CPU the rows ran on (lib.core.benchmark.cpu_description)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from lib.core.benchmark import cpu_description
+    return cpu_description()
 
 
 def stem(model: str, weights: dict[str, str]) -> str:
@@ -194,7 +189,7 @@ def main() -> int:
         for b in backends:
             rows.append(run(work, m, b, args.multiscale, weights, args.photos))
             print(json.dumps(rows[-1]), flush=True)
-    result = {"machine": cpu_name(), "command": " ".join(sys.argv), "rows": rows}
+    result = {"machine": machine(), "command": " ".join(sys.argv), "rows": rows}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     return 0

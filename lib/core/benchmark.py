@@ -21,6 +21,7 @@ import atexit
 import copy
 import importlib.metadata
 import logging
+import os
 import platform
 import random
 import shutil
@@ -189,18 +190,30 @@ def environment(device: torch.device) -> dict:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = platform.processor() or platform.machine()
-        cpuinfo = Path("/proc/cpuinfo")
-        if cpuinfo.is_file():
-            for line in cpuinfo.read_text().splitlines():
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
+        name = cpu_model_name()
     return {"torch": torch.__version__, "device": str(device), "device_name": name,
             "threads": torch.get_num_threads(), "python": platform.python_version(),
             "bf16_native": bf16_supported(device), "cpu_features": cpu_features(),
             **{f"{m}_version": _version_of(m) for m in ("onnxruntime", "openvino", "nncf")
                if _version_of(m)}}
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform's processor name where unreadable)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                 if line.startswith("model name")), platform.processor() or platform.machine())
+
+
+def cpu_description() -> str:
+    """One line naming the machine a timing ran on: model, the extensions that decide the fastest
+    path (AMX or not, bf16, VNNI) and the cores, e.g. "Intel(R) Xeon(R) Processor (amx_bf16,
+    amx_int8, avx512_bf16, ...), 2 cores"."""
+    features = [f for f in cpu_features() if f not in ("avx512f", "avx2")]
+    return f"{cpu_model_name()} ({', '.join(features) or 'no AMX, bf16 or VNNI'}), {os.cpu_count()} cores"
 
 
 CPU_FEATURES = ("amx_bf16", "amx_int8", "amx_fp16", "avx512_bf16", "avx512_vnni", "avx_vnni",

@@ -172,3 +172,15 @@ def test_a_bf16_row_on_a_device_without_bf16_says_it_ran_fp32(tmp_path, monkeypa
     assert rows["bf16"]["ran_as"] == "fp32 (no native bf16 here)"
     assert "ran_as" not in rows["fp32 eager"]
     assert "bf16 [ran fp32 (no native bf16 here)]" in capsys.readouterr().out
+
+
+def test_cpu_description_names_model_deciding_extensions_and_cores(monkeypatch):
+    """The one line every timing names its machine by: the model, the extensions that pick the
+    fastest path (AMX, bf16, VNNI; not the baseline AVX ones) and the core count."""
+    monkeypatch.setattr(bm, "cpu_model_name", lambda: "Some CPU")
+    monkeypatch.setattr(bm, "cpu_features", lambda: ["amx_bf16", "avx512_vnni", "avx512f", "avx2"])
+    monkeypatch.setattr(bm.os, "cpu_count", lambda: 2)
+    assert bm.cpu_description() == "Some CPU (amx_bf16, avx512_vnni), 2 cores"
+    monkeypatch.setattr(bm, "cpu_features", lambda: ["avx2"])
+    assert bm.cpu_description() == "Some CPU (no AMX, bf16 or VNNI), 2 cores"
+    assert bm.environment(torch.device("cpu"))["device_name"] == "Some CPU"
