@@ -198,38 +198,39 @@ def environment(device: torch.device) -> dict:
                if _version_of(m)}}
 
 
-def cpu_model_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (platform's processor name where unreadable)."""
+def _cpuinfo_field(key: str) -> str | None:
+    """The first /proc/cpuinfo line's value for `key` ("model name", "flags"); None where the
+    file is unreadable or has no such line."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        text = ""
+        return None
     return next((line.split(":", 1)[1].strip() for line in text.splitlines()
-                 if line.startswith("model name")), platform.processor() or platform.machine())
+                 if line.startswith(key)), None)
 
 
-def cpu_description() -> str:
-    """One line naming the machine a timing ran on: model, the extensions that decide the fastest
-    path (AMX or not, bf16, VNNI) and the cores, e.g. "Intel(R) Xeon(R) Processor (amx_bf16,
-    amx_int8, avx512_bf16, ...), 2 cores"."""
-    features = [f for f in cpu_features() if f not in ("avx512f", "avx2")]
-    return f"{cpu_model_name()} ({', '.join(features) or 'no AMX, bf16 or VNNI'}), {os.cpu_count()} cores"
+def cpu_model_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform's processor name where unreadable)."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
-CPU_FEATURES = ("amx_bf16", "amx_int8", "amx_fp16", "avx512_bf16", "avx512_vnni", "avx_vnni",
-                "avx512f", "avx2")
+# the extensions that decide which path is fastest (AMX or not, bf16, VNNI for INT8), then the
+# baseline vector ones recorded with them
+PATH_FEATURES = ("amx_bf16", "amx_int8", "amx_fp16", "avx512_bf16", "avx512_vnni", "avx_vnni")
+CPU_FEATURES = (*PATH_FEATURES, "avx512f", "avx2")
 
 
 def cpu_features() -> list[str]:
-    """The CPU's matrix and vector extensions that decide which path is fastest (AMX or not,
-    bf16, VNNI for INT8), from /proc/cpuinfo; [] where it is unreadable."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
-                  if line.startswith("flags")), [])
+    """The CPU's CPU_FEATURES, from /proc/cpuinfo; [] where it is unreadable."""
+    flags = (_cpuinfo_field("flags") or "").split()
     return [f for f in CPU_FEATURES if f in flags]
+
+
+def cpu_description() -> str:
+    """One line naming the machine a timing ran on: model, its PATH_FEATURES and the cores, e.g.
+    "Intel(R) Xeon(R) Processor (amx_bf16, amx_int8, avx512_bf16, ...), 2 cores"."""
+    features = [f for f in cpu_features() if f in PATH_FEATURES]
+    return f"{cpu_model_name()} ({', '.join(features) or 'no AMX, bf16 or VNNI'}), {os.cpu_count()} cores"
 
 
 def _version_of(module: str) -> str:
