@@ -85,3 +85,28 @@ def test_a_failed_training_names_its_command_and_keeps_the_photos(tmp_path, caps
     assert "TRAIN.NO_SUCH_KEY" in err  # train.py's own line
     assert "error: stage '3/3 train" in err and "its command: python tools/train.py" in err
     assert (data / "raw" / "settings.json").is_file() and not (tmp_path / "w.pth").exists()
+
+
+def test_default_generation_is_the_documented_generated_only_command(tmp_path, monkeypatch):
+    """The default start generates the photos of docs/real_photos.md's generated-only command
+    (2560 canopy photos at 540x360): the scores documented for that command are the tool's."""
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def first_stage(title, args):
+        calls.append(args)
+        raise Stop
+
+    monkeypatch.setattr(pretrain, "stage", first_stage)
+    with pytest.raises(Stop):
+        pretrain.main(["--data", str(tmp_path / "g"), "--out", str(tmp_path / "w.pth")])
+    generate = calls[0]
+    value = {k: generate[generate.index(k) + 1] for k in ("--num", "--width", "--height", "--style")}
+    assert value == {"--num": "2560", "--width": "540", "--height": "360", "--style": "canopy"}
+    doc = (pretrain.REPO / "docs" / "real_photos.md").read_text(encoding="utf-8")
+    documented = next(line for line in doc.splitlines()
+                      if line.startswith("python tools_jss/make_synthetic_daodixian.py")
+                      and "--style canopy" in line)
+    assert f"--num {value['--num']} " in documented and "--width 540 --height 360" in documented
