@@ -1,6 +1,6 @@
 """Pre-train a network on generated power-line photos, once: the start the real-photo recipe fine-tunes.
 
-    python tools/pretrain_on_generated.py      # about 23 minutes on 2 CPU cores
+    python tools/pretrain_on_generated.py      # about 23 minutes on 2 cores of a Xeon with AMX
     python tools/train_daodixian_seg.py --cfg experiments/daodixian_seg/seg_hrnet_ocr_w18_small_v1_real.yaml \\
         MODEL.PRETRAINED pretrained_models/seg_hrnet_ocr_w18_small_v1_real_generated_canopy.pth ...
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import functools
 import importlib.metadata
 import logging
 import os
@@ -198,12 +199,21 @@ def environment(device: torch.device) -> dict:
                if _version_of(m)}}
 
 
+@functools.cache
+def _cpuinfo_text() -> str | None:
+    """/proc/cpuinfo, read once a process (the model and flags do not change); None where
+    unreadable."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+
+
 def _cpuinfo_field(key: str) -> str | None:
     """The first /proc/cpuinfo line's value for `key` ("model name", "flags"); None where the
     file is unreadable or has no such line."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    text = _cpuinfo_text()
+    if text is None:
         return None
     return next((line.split(":", 1)[1].strip() for line in text.splitlines()
                  if line.startswith(key)), None)
