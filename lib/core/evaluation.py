@@ -226,7 +226,10 @@ def carried_zoom_scores(cfg, model_file: str | Path, zooms: Sequence[float]) -> 
     against the zoomed label. The result is what a model that does at zoom z exactly what it
     does at zoom 1 would score there: with a tolerance fixed in pixels, the label's own
     placement error grows with the zoom, so this, not the zoom-1 score, is the reference a
-    zoomed score is to be read against. One process, CPU or the device of `cfg`'s run.
+    zoomed score is to be read against. Each zoom's scores also say on how many of the photos
+    (`photos`) a labelled wire is in view at that zoom (`photos_with_wire`): a zoom > 1 keeps only
+    the centre of each photo, and a score on few wires moves a lot with one photo. One process,
+    CPU or the device of `cfg`'s run.
     """
     exported = is_exported(model_file)
     device = torch.device("cuda" if torch.cuda.is_available() and not exported else "cpu")
@@ -238,6 +241,7 @@ def carried_zoom_scores(cfg, model_file: str | Path, zooms: Sequence[float]) -> 
         raise ValueError(f"{cfg.DATASET.DATASET} has no wire class: set WIRE.CLASSES")
     metrics = {z: WireMetrics(wire.wire_classes, wire.tolerance, wire.ignore_label) for z in zooms}
     settings = replace(InferenceSettings.from_cfg(cfg), wire_classes=wire.wire_classes)
+    in_view = dict.fromkeys(zooms, 0)
     for index in range(count):
         image, label, _, _ = dataset[index]
         pred = settings.predict(model, image[None].to(device))
@@ -248,4 +252,6 @@ def carried_zoom_scores(cfg, model_file: str | Path, zooms: Sequence[float]) -> 
         for zoom, zoomed_label in dataset.labels_at_zooms(index, zooms).items():
             _, carried = zoom_view(None, ids, zoom, wire.wire_classes)
             metrics[zoom].update(carried, zoomed_label)
-    return {z: m.compute() for z, m in metrics.items()}
+            in_view[zoom] += bool(np.isin(zoomed_label, wire.wire_classes).any())
+    return {z: {**m.compute(), "photos_with_wire": in_view[z], "photos": count}
+            for z, m in metrics.items()}

@@ -109,6 +109,19 @@ def test_cross_validate_trains_scores_and_reuses_finished_folds(tiny_data, tmp_p
     one = summary["zoom"]["1"]
     assert one["carried_f1"] == pytest.approx({k: r["f1"] for k, r in one["folds"].items()})
     assert 0 <= three["carried_mean_f1"] <= 1 and "zoom 1 carried" in printed
+    # how many held-out photos keep a labelled wire in view: all at zoom 1, no more closer
+    assert one["photos"] == three["photos"] == 11 and one["photos_with_wire"] == 11
+    assert 0 <= three["photos_with_wire"] <= 11 and "photos with wire" in printed
+    assert f"{three['photos_with_wire']} of 11" in printed
+    # a kept reference written before the photos were counted is scored again, nothing else
+    carried_file = (tmp_path / "output" / "daodixian_seg" / f"{DEMO_CFG.stem}_fold1"
+                    / "cv_eval_carried.json")
+    record = json.loads(carried_file.read_text())
+    for scores in record["scores"].values():
+        scores.pop("photos_with_wire")
+    carried_file.write_text(json.dumps(record))
+    assert cross_validate.main([*argv, "--zoom", "0.5,1,3"]) == 0 and len(zooms) == 6
+    assert json.loads(carried_file.read_text())["scores"]["3"]["photos_with_wire"] >= 0
     kept = json.loads((tmp_path / "output" / "daodixian_seg" / f"{DEMO_CFG.stem}_fold1"
                        / "cv_eval_zoom3.json").read_text())
     assert kept["settings"]["zoom"] == 3.0 and kept["scores"] == three["folds"]["1"]
