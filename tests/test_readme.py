@@ -4,7 +4,8 @@ For each shell block of README.md, readme_ori.md, pretrained_models/README.md an
 - every repository path a command names (tools/..., tools_jss/..., experiments/...) exists;
 - every KEY VALUE override given after `--cfg <experiment>` is a valid key and value for it;
 - every `--flag` given to a repository script appears in that script's `--help`.
-Every relative markdown link points to an existing file.
+Every relative markdown link points to an existing file. The settings docs/real_photos.md
+says the real-photo recipe uses are the ones its yaml holds.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lib.config import get_config
 
@@ -163,3 +165,26 @@ def test_relative_links_resolve(doc):
             continue
         path = (doc.parent / target.split("#")[0]).resolve()
         assert path.exists(), f"{doc.relative_to(REPO)}: link to {target} points nowhere"
+
+
+def test_the_recipe_settings_documented_are_the_yaml_s():
+    """Each `KEY VALUE` in the first column of docs/real_photos.md's settings table (the
+    setting, then the measurement that decided it) is what the recipe's yaml holds."""
+    cfg = get_config(REPO / "experiments" / "daodixian_seg" / "seg_hrnet_ocr_w18_small_v1_real.yaml")
+    doc = (REPO / "docs" / "real_photos.md").read_text(encoding="utf-8")
+    lines = doc[doc.index("| setting in the yaml |"):].splitlines()[2:]
+    table = lines[:next(i for i, line in enumerate(lines) if not line.startswith("|"))]
+    settings = [m.groups() for line in table if line.split("|")[1].strip().startswith("`")
+                for m in re.finditer(r"`([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)+) ([^`]+)`",
+                                     line.split("|")[1])]
+    assert {"TEST.SCALE_LIST", "TEST.SCALE_FUSE", "TRAIN.END_EPOCH"} <= {k for k, _ in settings}
+    for key, text in settings:
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        documented = yaml.safe_load(text)
+        if isinstance(documented, list):
+            assert list(node) == pytest.approx(documented), key
+        else:
+            assert node == (pytest.approx(documented) if isinstance(documented, float | int)
+                            and not isinstance(documented, bool) else documented), key
