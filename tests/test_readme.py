@@ -173,10 +173,10 @@ def test_the_recipe_settings_documented_are_the_yaml_s():
     cfg = get_config(REPO / "experiments" / "daodixian_seg" / "seg_hrnet_ocr_w18_small_v1_real.yaml")
     doc = (REPO / "docs" / "real_photos.md").read_text(encoding="utf-8")
     lines = doc[doc.index("| setting in the yaml |"):].splitlines()[2:]
-    table = lines[:next(i for i, line in enumerate(lines) if not line.startswith("|"))]
-    settings = [m.groups() for line in table if line.split("|")[1].strip().startswith("`")
-                for m in re.finditer(r"`([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)+) ([^`]+)`",
-                                     line.split("|")[1])]
+    firsts = [line.split("|")[1].strip() for line in
+              lines[:next(i for i, line in enumerate(lines) if not line.startswith("|"))]]
+    settings = [m.groups() for cell in firsts if cell.startswith("`")
+                for m in re.finditer(r"`([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)+) ([^`]+)`", cell)]
     assert {"TEST.SCALE_LIST", "TEST.SCALE_FUSE", "TRAIN.END_EPOCH"} <= {k for k, _ in settings}
     for key, text in settings:
         node = cfg
