@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         help="demo: wide visible wires (the demo); real: thin, low-contrast, occluded wires "
         "among hard negatives; aerial: 1.5-5 px sunlit or dark wires over ground with fine "
         "natural texture (canopy, scrub with twigs, fields) and hard negatives; canopy: aerial "
-        "plus thin curved gaps between leaf clusters and bare branches (not wires); urban: "
+        "plus thin curved gaps between leaf clusters and bare branches (not wires); canopy_close: "
+        "canopy with a quarter of the spans close up (5-16 px round cables); urban: "
         "close-up towns and roads (slabs, road markings, kerbs, railings, roofs, poles, bare "
         "trees, hedges; not wires) with 1-4 px wires and 8-30 px round cables",
     )

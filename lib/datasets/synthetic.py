@@ -25,6 +25,9 @@ a slight blur and sensor noise.
 wires' scale on its ground: networks of thin curved dark gaps between leaf clusters (and lit
 leaf edges), and tangles of bare branches that fork; none of them labelled. It is the style
 that teaches real wires best of those measured (docs/real_photos.md, generated-only).
+`style="canopy_close"` (opt-in) is the canopy one with a quarter of its spans seen close up:
+round cables 5-16 px wide (at 540x360), dark at their edges with a glint on one side, spaced
+further apart than they are wide; labelled as their full width.
 
 `style="urban"` (opt-in) is for photos of towns and roads taken close up: ground of slabs with
 thin dark joints, or asphalt with painted lines, dashes and zebra bands, between kerbs (a bright
@@ -47,7 +50,7 @@ from lib.datasets.annotations import write_platform_json
 from lib.datasets.wire_drawing import catenary, contrasting_grey, draw_wire, wire_polygon
 
 __all__ = ["background", "make_image", "make_real_image", "make_aerial_image", "make_canopy_image",
-           "make_urban_image", "generate", "STYLES"]
+           "make_canopy_close_image", "make_urban_image", "generate", "STYLES"]
 
 
 def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -250,15 +253,20 @@ def _draw_shadow(rng: np.random.Generator, image: np.ndarray, clean: np.ndarray,
 
 
 def _draw_stretches(image: np.ndarray, centre: np.ndarray, cuts: list, width_px: float,
-                    colour: tuple) -> list[np.ndarray]:
+                    colour: tuple, cable: tuple | None = None) -> list[np.ndarray]:
     """Draw the wire along `centre` except between the pairs of `cuts` (indices into it, where
-    something hides it); every visible stretch of 3 points or more is one polygon, returned."""
+    something hides it); every visible stretch of 3 points or more is one polygon, returned.
+    `cable`: (edge, core, glint, lit) of `_draw_cable` to draw a round cable instead of the flat
+    `colour`."""
     bounds = [0, *cuts, len(centre)]
     polygons = []
     for a, b in zip(bounds[::2], bounds[1::2]):
         if b - a >= 3:
             polygons.append(wire_polygon(centre[a:b], width_px))
-            draw_wire(image, polygons[-1], colour)
+            if cable is None:
+                draw_wire(image, polygons[-1], colour)
+            else:
+                _draw_cable(image, centre[a:b], width_px, *cable)
     return polygons
 
 
@@ -429,10 +437,12 @@ def _natural_ground(rng: np.random.Generator, width: int, height: int, scale: fl
 
 
 def make_aerial_image(
-    rng: np.random.Generator, width: int = 960, height: int = 540, fine: bool = False
+    rng: np.random.Generator, width: int = 960, height: int = 540, fine: bool = False,
+    close: float = 0.0,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """One photo in the "aerial" style (see the module doc) and its wire polygons in pixels;
-    `fine`: the "canopy" style (fine foliage texture on the ground)."""
+    `fine`: the "canopy" style (fine foliage texture on the ground); `close`: the share of spans
+    seen close up, 5-16 px wide round cables (0 draws exactly what it drew without it)."""
     scale = min(width, height) / 360.0  # sizes as in 540x360 inspection photos
     image = _natural_ground(rng, width, height, scale, fine)
     _hard_negatives(rng, image, scale)
@@ -447,16 +457,25 @@ def make_aerial_image(
         bright = local < 70 or (local < 150 and rng.random() < 0.6)
         shadow = rng.random() < 0.3
         width_px = rng.uniform(1.5, 5) * scale
+        round_cable = close > 0 and rng.random() < close
+        if round_cable:  # close up: wider, and farther apart than wide
+            width_px = rng.uniform(5, 16) * scale
+            near = max(near, width_px * rng.uniform(1.6, 3))
         for k in range(int(rng.integers(1, 5))):
             centre = catenary(p0 + k * near * offset, p1 + k * near * far * offset, sag, n=96)
             grey = rng.uniform(170, 250) if bright else rng.uniform(15, 90)
             col = tuple(float(np.clip(grey + d, 0, 255)) for d in rng.normal(0, 6, 3))
+            cable = None
+            if round_cable:  # dark edges, the wire's grey in the core, a glint on the lit side
+                rgb = np.array(col)
+                cable = (0.55 * rgb, np.minimum(rgb * 1.15 + 10, 250),
+                         np.minimum(rgb + rng.uniform(40, 110), 255), rng.uniform(-0.8, 0.8))
             if shadow:
                 _draw_shadow(rng, image, clean, centre, width_px, scale, 0.7)
             cuts = []
             if rng.random() < 0.3:  # foliage or the frame hides a stretch
                 cuts = sorted(rng.choice(np.arange(8, 88), size=2, replace=False))
-            polygons += _draw_stretches(image, centre, cuts, width_px, col)
+            polygons += _draw_stretches(image, centre, cuts, width_px, col, cable)
     image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.4, 1.0))
     noise = rng.normal(0, rng.uniform(2, 6), image.shape)
     return np.clip(image + noise, 0, 255).astype(np.uint8), polygons
@@ -467,6 +486,14 @@ def make_canopy_image(
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """One photo in the "canopy" style: the "aerial" one with `_fine_foliage` on its ground."""
     return make_aerial_image(rng, width, height, fine=True)
+
+
+def make_canopy_close_image(
+    rng: np.random.Generator, width: int = 960, height: int = 540
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One photo in the "canopy_close" style: the "canopy" one with a quarter of its spans seen
+    close up (5-16 px round cables)."""
+    return make_aerial_image(rng, width, height, fine=True, close=0.25)
 
 
 def _ground_plane(rng: np.random.Generator, xy: np.ndarray,
@@ -872,7 +899,8 @@ def make_urban_image(
 
 
 STYLES = {"demo": make_image, "real": make_real_image, "aerial": make_aerial_image,
-          "canopy": make_canopy_image, "urban": make_urban_image}
+          "canopy": make_canopy_image, "canopy_close": make_canopy_close_image,
+          "urban": make_urban_image}
 
 
 def generate(
@@ -888,7 +916,8 @@ def generate(
 
     style: "demo" (the demo's wide, visible wires), "real" (thin, low-contrast, occluded
     wires among hard negatives), "aerial" (natural ground texture, sky; see the module doc),
-    "canopy" (the aerial one with fine foliage texture: thin curved gaps, bare branches) or
+    "canopy" (the aerial one with fine foliage texture: thin curved gaps, bare branches),
+    "canopy_close" (the canopy one with a quarter of its spans 5-16 px round cables) or
     "urban" (close-up town and road scenes with straight clutter, thin and wide round wires)."""
     if style not in STYLES:
         raise ValueError(f"style {style!r}; known: {', '.join(STYLES)}")

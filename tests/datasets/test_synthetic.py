@@ -16,6 +16,7 @@ from lib.datasets.synthetic import (
     STYLES,
     generate,
     make_aerial_image,
+    make_canopy_close_image,
     make_canopy_image,
     make_image,
     make_real_image,
@@ -153,6 +154,32 @@ def test_canopy_style_adds_thin_lines_that_are_not_wires(tmp_path):
     canopy_lines = np.median([_thin_dark_lines(i, lab) for i, lab in zip(images, labels)])
     aerial_lines = np.median([_thin_dark_lines(i, lab) for i, lab in zip(aerial, aerial_labels)])
     assert canopy_lines > 1.5 * aerial_lines, (canopy_lines, aerial_lines)
+
+
+def test_canopy_close_style_draws_a_share_of_close_up_round_cables(tmp_path):
+    assert STYLES["canopy_close"] is make_canopy_close_image
+    widths = np.array([_across(p) for seed in range(16)
+                       for p in make_canopy_close_image(np.random.default_rng([seed, 0]), 540,
+                                                        360)[1]])
+    assert widths.min() >= 1.49 and widths.max() <= 16.01, widths
+    assert 0.1 < (widths > 5.01).mean() < 0.5, widths  # about a quarter of the spans close up
+    # its photos keep the canopy style's conventions: wires where the labels are
+    images, labels = _generated_pairs(tmp_path, "canopy_close", 5, make_canopy_close_image)
+    _assert_labels_on_wires(images, labels)
+    # a close-up cable is shaded round: its centre line differs from its edges
+    image, polygons = make_canopy_close_image(np.random.default_rng([2, 0]), 540, 360)
+    shaded = []
+    for polygon in polygons:
+        if _across(polygon) < 8:
+            continue
+        n = len(polygon) // 2
+        centre = (polygon[:n] + polygon[n:][::-1]) / 2
+        for i in range(n):  # the centre and 80 % of the way to the edge, where in the photo
+            (x0, y0), (x1, y1) = (np.floor(centre[i] + f * (polygon[i] - centre[i])).astype(int)
+                                  for f in (0.0, 0.8))
+            if 0 <= min(x0, x1) and max(x0, x1) < 540 and 0 <= min(y0, y1) and max(y0, y1) < 360:
+                shaded.append(np.abs(image[y0, x0].astype(float) - image[y1, x1]).mean())
+    assert shaded and np.median(shaded) > 10, np.median(shaded)
 
 
 def test_aerial_style_is_deterministic_textured_and_keeps_the_conventions(tmp_path):
