@@ -188,3 +188,22 @@ def test_the_recipe_settings_documented_are_the_yaml_s():
         else:
             assert node == (pytest.approx(documented) if isinstance(documented, float | int)
                             and not isinstance(documented, bool) else documented), key
+
+
+def test_the_recipe_steps_train_what_cross_validation_measured():
+    """README "Train on your own photos": step 2 (cross-validation) and step 3 (the model of
+    every photo) fine-tune from the same start with the same training settings, and neither
+    cuts the yaml's epochs: the budget fits as many of them as the machine allows."""
+    recipe = "experiments/daodixian_seg/seg_hrnet_ocr_w18_small_v1_real.yaml"
+    steps = {}
+    for command in commands(REPO / "README.md"):
+        script, args = script_and_args(command)
+        if script in ("tools/cross_validate.py", "tools/train_daodixian_seg.py") \
+                and recipe in args and "MODEL.PRETRAINED" in args:
+            steps[script] = {k: args[i + 1] for i, k in enumerate(args[:-1])
+                             if KEY.match(k) and not k.startswith("DATASET.")}
+    assert set(steps) == {"tools/cross_validate.py", "tools/train_daodixian_seg.py"}, steps
+    assert steps["tools/cross_validate.py"] == steps["tools/train_daodixian_seg.py"]
+    assert "TRAIN.END_EPOCH" not in steps["tools/train_daodixian_seg.py"]
+    cfg = get_config(REPO / recipe)
+    assert cfg.TRAIN.END_EPOCH == 300 and cfg.TRAIN.TIME_BUDGET > 0
