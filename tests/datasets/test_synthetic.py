@@ -173,7 +173,7 @@ def test_canopy_close_style_draws_a_share_of_close_up_round_cables(tmp_path):
         if _across(polygon) < 8:
             continue
         n = len(polygon) // 2
-        centre = (polygon[:n] + polygon[n:][::-1]) / 2
+        centre = _centre_line(polygon)
         for i in range(n):  # the centre and 80 % of the way to the edge, where in the photo
             (x0, y0), (x1, y1) = (np.floor(centre[i] + f * (polygon[i] - centre[i])).astype(int)
                                   for f in (0.0, 0.8))
@@ -200,6 +200,12 @@ def test_urban_style_is_registered_and_draws_photos_and_polygons_at_the_size_ask
     json_path = generate(tmp_path, num=2, seed=3, width=320, height=240, style="urban")
     assert [item["results"]["polys"] != [] for item in json.loads(json_path.read_text())["items"]] \
         == [True, True]
+
+
+def _centre_line(polygon: np.ndarray) -> np.ndarray:
+    """The centre line of a `wire_polygon` outline: the mean of its two sides, point by point."""
+    n = len(polygon) // 2
+    return (polygon[:n] + polygon[n:][::-1]) / 2
 
 
 def _across(polygon: np.ndarray) -> float:
@@ -246,7 +252,7 @@ def test_urban_wide_wire_is_labelled_as_a_filled_band(tmp_path):
             if _across(polygon) < 8:
                 continue
             n = len(polygon) // 2
-            centre = (polygon[:n] + polygon[n:][::-1]) / 2
+            centre = _centre_line(polygon)
             for f in (-0.5, 0.0, 0.5):  # the centre line and half-way to either edge
                 x, y = np.floor(centre + f * (polygon[:n] - centre)).astype(int).T
                 keep = (x >= 0) & (x < 540) & (y >= 0) & (y < 360)
