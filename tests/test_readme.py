@@ -40,6 +40,7 @@ SHELL_LANGS = {"bash", "sh", "shell", "console"}
 FENCE = re.compile(r"^\s*```(\w*)\s*\n(.*?)^\s*```", re.S | re.M)
 REPO_PATH = re.compile(r"(?<![\w/.-])((?:tools|tools_jss|experiments)/[\w./-]+\.(?:py|yaml))")
 KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
+RECIPE = "experiments/daodixian_seg/seg_hrnet_ocr_w18_small_v1_real.yaml"  # the real-photo recipe
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
@@ -170,7 +171,7 @@ def test_relative_links_resolve(doc):
 def test_the_recipe_settings_documented_are_the_yaml_s():
     """Each `KEY VALUE` in the first column of docs/real_photos.md's settings table (the
     setting, then the measurement that decided it) is what the recipe's yaml holds."""
-    cfg = get_config(REPO / "experiments" / "daodixian_seg" / "seg_hrnet_ocr_w18_small_v1_real.yaml")
+    cfg = get_config(REPO / RECIPE)
     doc = (REPO / "docs" / "real_photos.md").read_text(encoding="utf-8")
     lines = doc[doc.index("| setting in the yaml |"):].splitlines()[2:]
     firsts = [line.split("|")[1].strip() for line in
@@ -194,16 +195,15 @@ def test_the_recipe_steps_train_what_cross_validation_measured():
     """README "Train on your own photos": step 2 (cross-validation) and step 3 (the model of
     every photo) fine-tune from the same start with the same training settings, and neither
     cuts the yaml's epochs: the budget fits as many of them as the machine allows."""
-    recipe = "experiments/daodixian_seg/seg_hrnet_ocr_w18_small_v1_real.yaml"
     steps = {}
     for command in commands(REPO / "README.md"):
         script, args = script_and_args(command)
         if script in ("tools/cross_validate.py", "tools/train_daodixian_seg.py") \
-                and recipe in args and "MODEL.PRETRAINED" in args:
+                and RECIPE in args and "MODEL.PRETRAINED" in args:
             steps[script] = {k: args[i + 1] for i, k in enumerate(args[:-1])
                              if KEY.match(k) and not k.startswith("DATASET.")}
     assert set(steps) == {"tools/cross_validate.py", "tools/train_daodixian_seg.py"}, steps
     assert steps["tools/cross_validate.py"] == steps["tools/train_daodixian_seg.py"]
     assert "TRAIN.END_EPOCH" not in steps["tools/train_daodixian_seg.py"]
-    cfg = get_config(REPO / recipe)
+    cfg = get_config(REPO / RECIPE)
     assert cfg.TRAIN.END_EPOCH == 300 and cfg.TRAIN.TIME_BUDGET > 0
